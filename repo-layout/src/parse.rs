@@ -1,0 +1,323 @@
+//! Parsing one file of the repository into its schema type, reporting every
+//! problem in it at once.
+//!
+//! serde stops at the first error, so parsing is a loop: deserialize, and on an
+//! error record a diagnostic, cut the offending value out of the document and
+//! try again. Unknown fields are collected by `serde_ignored` on the way, and
+//! the "did you mean" hint comes from the type's JSON Schema. Positions come
+//! from [`PositionIndex`], since serde keeps none.
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::quantity;
+use crate::yaml_pos::{join_key, PositionIndex};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::Value as Json;
+use serde_yaml::Value as Yaml;
+
+/// Most errors reported for a single file before giving up on it.
+const MAX_ERRORS_PER_FILE: usize = 50;
+
+/// A parsed file and the positions of its fields.
+#[derive(Debug)]
+pub struct Parsed<T> {
+    /// The file's content.
+    pub value: T,
+    /// Where each field is.
+    pub index: PositionIndex,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn format_path(segs: &[Seg]) -> String {
+    segs.iter().fold(String::new(), |path, seg| match seg {
+        Seg::Key(key) => join_key(&path, key),
+        Seg::Index(i) => format!("{path}[{i}]"),
+    })
+}
+
+fn from_error_path(path: &serde_path_to_error::Path) -> Vec<Seg> {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|seg| match seg {
+            Segment::Seq { index } => Some(Seg::Index(*index)),
+            Segment::Map { key } => Some(Seg::Key(key.clone())),
+            Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
+            Segment::Unknown => None,
+        })
+        .collect()
+}
+
+fn from_ignored_path(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => Vec::new(),
+        Path::Seq { parent, index } => {
+            let mut segs = from_ignored_path(parent);
+            segs.push(Seg::Index(*index));
+            segs
+        }
+        Path::Map { parent, key } => {
+            let mut segs = from_ignored_path(parent);
+            segs.push(Seg::Key(key.clone()));
+            segs
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => from_ignored_path(parent),
+    }
+}
+
+/// Parses `text` (the content of `file`) as a `T`, appending every problem
+/// found to `diagnostics`. Returns `None` only when the file is not YAML at all
+/// or nothing of it could be read.
+pub fn parse_file<T>(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<Parsed<T>>
+where
+    T: DeserializeOwned + JsonSchema,
+{
+    let index = match PositionIndex::build(text) {
+        Ok(index) => index,
+        Err(e) => {
+            diagnostics.push(
+                Diagnostic::file(
+                    Code::Syntax,
+                    file,
+                    format!("the file is not valid YAML: {}", e.message),
+                )
+                .at(e.position, "")
+                .with_hint("check indentation and quoting around this line"),
+            );
+            return None;
+        }
+    };
+    let mut doc: Yaml = match serde_yaml::from_str(text) {
+        Ok(Yaml::Null) => Yaml::Mapping(Default::default()),
+        Ok(doc) => doc,
+        Err(e) => {
+            let pos = e.location().map(|l| crate::Position {
+                line: l.line(),
+                column: l.column(),
+            });
+            diagnostics.push(
+                Diagnostic::file(
+                    Code::Syntax,
+                    file,
+                    format!("the file is not valid YAML: {e}"),
+                )
+                .at(pos.unwrap_or_default(), ""),
+            );
+            return None;
+        }
+    };
+    let schema = schemars::schema_for!(T);
+    for _ in 0..MAX_ERRORS_PER_FILE {
+        let mut unknown = Vec::new();
+        let mut record = |path: serde_ignored::Path<'_>| unknown.push(from_ignored_path(&path));
+        let result = serde_path_to_error::deserialize::<_, T>(serde_ignored::Deserializer::new(
+            doc.clone(),
+            &mut record,
+        ));
+        match result {
+            Ok(value) => {
+                for segs in unknown {
+                    diagnostics.push(unknown_field(file, &index, schema.as_value(), &segs));
+                }
+                return Some(Parsed { value, index });
+            }
+            Err(err) => {
+                let segs = from_error_path(err.path());
+                diagnostics.push(type_error(file, &index, &segs, &err.inner().to_string()));
+                if !remove(&mut doc, &segs) {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+fn type_error(file: &str, index: &PositionIndex, segs: &[Seg], message: &str) -> Diagnostic {
+    let path = format_path(segs);
+    let (code, path, hint) = if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.trim_end_matches('`');
+        (
+            Code::MissingField,
+            join_key(&path, field),
+            Some(format!("add `{field}:`")),
+        )
+    } else if quantity::KINDS
+        .iter()
+        .any(|k| message.starts_with(&format!("invalid {k} ")))
+    {
+        (Code::Quantity, path, None)
+    } else if message.starts_with("invalid value") || message.starts_with("unknown variant") {
+        (Code::InvalidValue, path, None)
+    } else {
+        (Code::Type, path, None)
+    };
+    let pos = index.value(&path);
+    let diagnostic = Diagnostic::file(code, file, message).at(pos, path);
+    match hint {
+        Some(hint) => diagnostic.with_hint(hint),
+        None => diagnostic,
+    }
+}
+
+fn unknown_field(file: &str, index: &PositionIndex, schema: &Json, segs: &[Seg]) -> Diagnostic {
+    let path = format_path(segs);
+    let (field, parent) = match segs.split_last() {
+        Some((Seg::Key(field), parent)) => (field.clone(), parent),
+        _ => (path.clone(), segs),
+    };
+    let mut known = fields_at(schema, schema, parent);
+    known.sort();
+    known.dedup();
+    let hint = match suggest(&field, &known) {
+        Some(best) => format!("did you mean `{best}`?"),
+        None if known.is_empty() => "remove this field".to_string(),
+        None => format!("known fields here: {}", known.join(", ")),
+    };
+    Diagnostic::file(Code::UnknownField, file, format!("unknown field `{field}`"))
+        .at(index.key(&path), path)
+        .with_hint(hint)
+}
+
+/// The closest known name to `word`, if any is close enough to be a typo.
+pub fn suggest<'a>(word: &str, known: &'a [String]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim::levenshtein(word, k), k))
+        .filter(|(d, k)| *d <= (k.len().max(word.len()) / 3).max(2))
+        .min()
+        .map(|(_, k)| k.as_str())
+}
+
+/// The schema nodes a value at `node` may match: itself (refs followed) and
+/// the branches of `anyOf`/`oneOf`/`allOf`.
+fn alternatives<'a>(root: &'a Json, node: &'a Json) -> Vec<&'a Json> {
+    let node = match node.get("$ref").and_then(Json::as_str) {
+        Some(reference) => reference
+            .strip_prefix("#")
+            .and_then(|pointer| root.pointer(pointer))
+            .unwrap_or(node),
+        None => node,
+    };
+    let mut out = vec![node];
+    for key in ["anyOf", "oneOf", "allOf"] {
+        for branch in node.get(key).and_then(Json::as_array).into_iter().flatten() {
+            out.extend(alternatives(root, branch));
+        }
+    }
+    out
+}
+
+/// Field names the schema allows at `segs` below `node`.
+fn fields_at(root: &Json, node: &Json, segs: &[Seg]) -> Vec<String> {
+    alternatives(root, node)
+        .into_iter()
+        .flat_map(|alt| match segs.split_first() {
+            None => alt
+                .get("properties")
+                .and_then(Json::as_object)
+                .map(|props| props.keys().cloned().collect())
+                .unwrap_or_default(),
+            Some((Seg::Key(key), rest)) => {
+                let child = alt
+                    .get("properties")
+                    .and_then(|p| p.get(key))
+                    .or_else(|| alt.get("additionalProperties"));
+                child.map(|c| fields_at(root, c, rest)).unwrap_or_default()
+            }
+            Some((Seg::Index(_), rest)) => alt
+                .get("items")
+                .map(|c| fields_at(root, c, rest))
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Cuts the value at `segs` out of `doc`; returns whether anything changed.
+fn remove(doc: &mut Yaml, segs: &[Seg]) -> bool {
+    let Some((last, parent)) = segs.split_last() else {
+        let empty = Yaml::Mapping(Default::default());
+        if *doc == empty {
+            return false;
+        }
+        *doc = empty;
+        return true;
+    };
+    let mut node = doc;
+    for seg in parent {
+        let next = match seg {
+            Seg::Key(key) => node.get_mut(key.as_str()),
+            Seg::Index(i) => node.get_mut(*i),
+        };
+        match next {
+            Some(next) => node = next,
+            None => return false,
+        }
+    }
+    match (node, last) {
+        (Yaml::Mapping(map), Seg::Key(key)) => map.remove(key.as_str()).is_some(),
+        (Yaml::Sequence(items), Seg::Index(i)) if *i < items.len() => {
+            items.remove(*i);
+            true
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Spec;
+
+    fn parse(text: &str) -> (Option<Spec>, Vec<Diagnostic>) {
+        let mut diagnostics = Vec::new();
+        let parsed = parse_file::<Spec>("app.yaml", text, &mut diagnostics);
+        (parsed.map(|p| p.value), diagnostics)
+    }
+
+    #[test]
+    fn reports_all_errors_in_one_file() {
+        let (spec, diags) = parse(
+            "imag: web:1\nresources:\n  cpu: lots\n  memroy: 1Gi\ninstances: many\nports:\n  - name: http\n",
+        );
+        let found: Vec<_> = diags
+            .iter()
+            .map(|d| (d.code, d.path.as_str(), d.line))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (Code::Quantity, "resources.cpu", 3),
+                (Code::Type, "instances", 5),
+                (Code::MissingField, "ports[0].port", 7),
+                (Code::UnknownField, "imag", 1),
+                (Code::UnknownField, "resources.memroy", 4),
+            ]
+        );
+        assert_eq!(diags[3].hint.as_deref(), Some("did you mean `image`?"));
+        assert_eq!(diags[4].hint.as_deref(), Some("did you mean `memory`?"));
+        assert!(spec.is_some());
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let (spec, diags) = parse("image: [web\nports: 3\n");
+        assert!(spec.is_none());
+        assert_eq!(diags[0].code, Code::Syntax);
+        assert!(diags[0].line > 0);
+    }
+
+    #[test]
+    fn empty_file_is_an_empty_spec() {
+        let (spec, diags) = parse("");
+        assert_eq!(spec, Some(Spec::default()));
+        assert!(diags.is_empty());
+    }
+}

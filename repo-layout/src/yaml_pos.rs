@@ -1,0 +1,204 @@
+//! Where each field of a YAML document sits: a map from field path
+//! (`ports[1].port`) to the line and column of its key and of its value.
+//! serde does not keep positions, so the loader reads them from a second,
+//! event-level parse.
+
+use crate::diagnostic::Position;
+use std::collections::HashMap;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// A YAML syntax error with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// What the parser says.
+    pub message: String,
+    /// Where.
+    pub position: Position,
+}
+
+/// Positions of every field in a document.
+#[derive(Debug, Default)]
+pub struct PositionIndex {
+    fields: HashMap<String, (Position, Position)>,
+}
+
+impl PositionIndex {
+    /// Parses `text` and records the position of each field.
+    pub fn build(text: &str) -> Result<Self, SyntaxError> {
+        let mut builder = Builder::default();
+        Parser::new_from_str(text)
+            .load(&mut builder, false)
+            .map_err(|e| SyntaxError {
+                message: e.info().to_string(),
+                position: position(e.marker()),
+            })?;
+        Ok(PositionIndex {
+            fields: builder.fields,
+        })
+    }
+
+    /// Position of the key of `path` (of its value for list items), or of its
+    /// closest ancestor present in the document.
+    pub fn key(&self, path: &str) -> Position {
+        self.lookup(path).0
+    }
+
+    /// Position of the value of `path`, or of its closest ancestor.
+    pub fn value(&self, path: &str) -> Position {
+        self.lookup(path).1
+    }
+
+    /// Whether the document has a value at exactly `path`.
+    pub fn contains(&self, path: &str) -> bool {
+        self.fields.contains_key(path)
+    }
+
+    fn lookup(&self, path: &str) -> (Position, Position) {
+        let mut path = path;
+        loop {
+            if let Some(found) = self.fields.get(path) {
+                return *found;
+            }
+            match path.rfind(['.', '[']) {
+                Some(cut) => path = &path[..cut],
+                None if !path.is_empty() => path = "",
+                None => {
+                    return (
+                        Position { line: 1, column: 1 },
+                        Position { line: 1, column: 1 },
+                    )
+                }
+            }
+        }
+    }
+}
+
+fn position(marker: &Marker) -> Position {
+    Position {
+        line: marker.line(),
+        column: marker.col() + 1,
+    }
+}
+
+/// Joins a parent path and a map key the way diagnostics print paths.
+pub fn join_key(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+enum Frame {
+    Map {
+        path: String,
+        key: Option<(String, Position)>,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    fields: HashMap<String, (Position, Position)>,
+}
+
+impl Builder {
+    /// Called at the start of every node; returns the node's path, or `None`
+    /// when the node is a mapping key.
+    fn enter(&mut self, key_text: Option<&str>, at: Position) -> Option<String> {
+        let (path, key_at) = match self.stack.last_mut() {
+            None => (String::new(), at),
+            Some(Frame::Map {
+                key: key @ None,
+                path,
+            }) => {
+                *key = Some((key_text.unwrap_or("?").to_string(), at));
+                // The parser marks a block mapping after its first key: start
+                // it at that key instead.
+                if let Some(map) = self.fields.get_mut(path.as_str()) {
+                    map.1 = map.1.min(at);
+                    map.0 = map.0.min(at);
+                }
+                return None;
+            }
+            Some(Frame::Map {
+                path,
+                key: Some((key, key_at)),
+            }) => (join_key(path, key), *key_at),
+            Some(Frame::Seq { path, next }) => {
+                *next += 1;
+                (format!("{path}[{}]", *next - 1), at)
+            }
+        };
+        self.fields.insert(path.clone(), (key_at, at));
+        Some(path)
+    }
+
+    /// A scalar or alias: a node that starts and ends at once.
+    fn leaf(&mut self, key_text: Option<&str>, at: Position) {
+        if self.enter(key_text, at).is_some() {
+            self.leave();
+        }
+    }
+
+    /// Called when a node is complete: the enclosing map expects a key again.
+    fn leave(&mut self) {
+        if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+            *key = None;
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, event: Event, marker: Marker) {
+        let at = position(&marker);
+        match event {
+            Event::Scalar(value, ..) => self.leaf(Some(&value), at),
+            Event::Alias(_) => self.leaf(None, at),
+            Event::MappingStart(..) => {
+                let path = self.enter(None, at).unwrap_or_else(|| "?".into());
+                self.stack.push(Frame::Map { path, key: None });
+            }
+            Event::SequenceStart(..) => {
+                let path = self.enter(None, at).unwrap_or_else(|| "?".into());
+                self.stack.push(Frame::Seq { path, next: 0 });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+                self.leave();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_nested_fields() {
+        let text = "id: app_x\nports:\n  - name: http\n    port: 8080\nhealth:\n  interval: 10s\n";
+        let index = PositionIndex::build(text).expect("valid yaml");
+        assert_eq!(index.key("id"), Position { line: 1, column: 1 });
+        assert_eq!(index.value("id"), Position { line: 1, column: 5 });
+        assert_eq!(index.key("ports[0].port"), Position { line: 4, column: 5 });
+        assert_eq!(index.value("ports[0]"), Position { line: 3, column: 5 });
+        assert_eq!(
+            index.key("health.interval"),
+            Position { line: 6, column: 3 }
+        );
+        assert_eq!(index.key("health.nope"), Position { line: 5, column: 1 });
+    }
+
+    #[test]
+    fn reports_syntax_errors_with_position() {
+        let err = PositionIndex::build("a: [1, 2\nb: 3\n").expect_err("invalid yaml");
+        assert!(err.position.line >= 1, "{err:?}");
+    }
+}
