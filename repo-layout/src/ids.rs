@@ -69,13 +69,13 @@ pub fn check(kind: Kind, id: &str) -> Result<(), String> {
     let prefix = kind.prefix();
     let Some(suffix) = id.strip_prefix(prefix).and_then(|s| s.strip_prefix('_')) else {
         return Err(format!(
-            "`{id}` is not a {kind} ID: it must start with `{prefix}_`"
+            "`{id}` is not a valid {kind} ID: it must start with `{prefix}_`"
         ));
     };
     match ulid::Ulid::from_string(&suffix.to_uppercase()) {
         Ok(_) if suffix.len() == 26 => Ok(()),
         _ => Err(format!(
-            "`{id}` is not a {kind} ID: `{prefix}_` must be followed by a 26-character ULID"
+            "`{id}` is not a valid {kind} ID: `{prefix}_` must be followed by a 26-character ULID"
         )),
     }
 }

@@ -130,7 +130,15 @@ where
             }
             Err(err) => {
                 let segs = from_error_path(err.path());
-                diagnostics.push(type_error(file, &index, &segs, &err.inner().to_string()));
+                let found = type_error(file, &index, &segs, &err.inner().to_string());
+                // Cutting out a bad required value makes serde report it
+                // missing next time: one diagnostic per path is enough.
+                if !diagnostics
+                    .iter()
+                    .any(|d| d.file == found.file && d.path == found.path)
+                {
+                    diagnostics.push(found);
+                }
                 if !remove(&mut doc, &segs) {
                     return None;
                 }

@@ -1,0 +1,55 @@
+//! Loading from git commits, not from the checkout.
+
+use std::path::Path;
+use vt_repo::write::{commit, create_org, init};
+use vt_repo::{load, Snapshot, SourceError};
+
+#[test]
+fn loading_at_an_older_commit_returns_that_commits_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    init(root).expect("init");
+    let repo = git2::Repository::open(root).expect("open");
+    create_org(root, "acme").expect("create acme");
+    commit(&repo, &[Path::new("orgs/acme/org.yaml")], "add acme").expect("commit");
+    create_org(root, "umbrella").expect("create umbrella in the working tree only");
+
+    let names = |snapshot: &Snapshot| {
+        load(snapshot)
+            .state
+            .orgs
+            .iter()
+            .map(|o| o.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&Snapshot::from_dir(root).expect("tree")),
+        ["acme", "umbrella"]
+    );
+    assert_eq!(
+        names(&Snapshot::from_git(root, "HEAD").expect("head")),
+        ["acme"]
+    );
+    assert!(names(&Snapshot::from_git(root, "HEAD~1").expect("first")).is_empty());
+
+    // A file deleted from the checkout is still there at HEAD.
+    std::fs::remove_file(root.join("orgs/acme/org.yaml")).expect("rm");
+    assert_eq!(
+        names(&Snapshot::from_git(root, "HEAD").expect("head")),
+        ["acme"]
+    );
+}
+
+#[test]
+fn bad_revisions_and_non_repositories_are_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(matches!(
+        Snapshot::from_git(dir.path(), "HEAD"),
+        Err(SourceError::NotARepo { .. })
+    ));
+    init(dir.path()).expect("init");
+    assert!(matches!(
+        Snapshot::from_git(dir.path(), "nope"),
+        Err(SourceError::NoSuchRevision { .. })
+    ));
+}

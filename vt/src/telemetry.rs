@@ -1,0 +1,13 @@
+//! The one place that sets up `tracing`. `VT_LOG` takes an env-filter
+//! directive (`VT_LOG=debug`, `VT_LOG=vt_repo=trace`); the default is `warn`.
+//! Logs go to stderr so they never mix with command output.
+
+/// Installs the global subscriber.
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
