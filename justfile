@@ -1,0 +1,33 @@
+# vt's tasks. `just dev` and `just test` are the two a newcomer needs.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Install the system packages the build and tests need (idempotent; Debian 12).
+setup:
+    scripts/setup.sh
+
+# Build every crate.
+build:
+    cargo build --workspace --all-targets
+
+# Run every test: unit, integration, CLI and README examples.
+test: setup build
+    cargo test --workspace
+
+# rustfmt and clippy, as CI expects them.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks (figures go to the README's performance section).
+bench:
+    cargo bench --workspace
+
+# Set up, build, and create + show a sample desired-state repository in .dev/.
+dev: setup
+    cargo build -p vt
+    scripts/dev.sh
