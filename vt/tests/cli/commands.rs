@@ -19,7 +19,10 @@ fn demo() -> tempfile::TempDir {
 
 fn json(dir: &Path, line: &str) -> (Value, i32) {
     let (out, code, _) = shell(dir, line);
-    (serde_json::from_str(&out).unwrap_or_else(|e| panic!("`{line}` prints JSON ({e}): {out}")), code)
+    (
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("`{line}` prints JSON ({e}): {out}")),
+        code,
+    )
 }
 
 #[test]
@@ -33,7 +36,12 @@ fn the_issue_example_lists_resources_with_ids() {
     assert_eq!(code, 0, "{out}");
     let json_start = out.find('[').expect("a JSON list");
     let list: Value = serde_json::from_str(&out[json_start..]).expect("json");
-    let ids: Vec<&str> = list.as_array().expect("array").iter().map(|r| r["id"].as_str().expect("id")).collect();
+    let ids: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
     assert_eq!(ids.len(), 4);
     for (id, prefix) in ids.iter().zip(["org_", "prj_", "app_", "env_"]) {
         assert!(id.starts_with(prefix) && id.len() == 30, "{id}");
@@ -43,12 +51,14 @@ fn the_issue_example_lists_resources_with_ids() {
 #[test]
 fn created_files_snapshot() {
     let dir = demo();
-    let app = std::fs::read_to_string(dir.path().join("orgs/acme/shop/web/app.yaml")).expect("app.yaml");
+    let app =
+        std::fs::read_to_string(dir.path().join("orgs/acme/shop/web/app.yaml")).expect("app.yaml");
     assert_eq!(
         redact(&app),
         "id: <id>\nimage: registry.local/web:1\nports:\n- name: main\n  port: 8080\nhealth:\n  type: tcp\n  port: main\n"
     );
-    let env = std::fs::read_to_string(dir.path().join("orgs/acme/shop/web/envs/prod.yaml")).expect("env");
+    let env =
+        std::fs::read_to_string(dir.path().join("orgs/acme/shop/web/envs/prod.yaml")).expect("env");
     assert_eq!(redact(&env), "id: <id>\ninstances: 1\n");
 }
 
@@ -69,7 +79,10 @@ fn get_env_shows_the_effective_spec() {
 fn ids_survive_renames() {
     let dir = demo();
     let (before, _) = json(dir.path(), "vt get app web -o json");
-    let (out, code, _) = shell(dir.path(), "mv orgs/acme/shop/web orgs/acme/shop/www && vt get app www -o json");
+    let (out, code, _) = shell(
+        dir.path(),
+        "mv orgs/acme/shop/web orgs/acme/shop/www && vt get app www -o json",
+    );
     assert_eq!(code, 0, "{out}");
     let after: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(before["id"], after["id"]);
@@ -78,7 +91,11 @@ fn ids_survive_renames() {
 #[test]
 fn validation_errors_are_json_with_positions() {
     let dir = demo();
-    std::fs::write(dir.path().join("orgs/acme/shop/web/envs/prod.yaml"), "instances: lots\nregions: [mars]\n").expect("write");
+    std::fs::write(
+        dir.path().join("orgs/acme/shop/web/envs/prod.yaml"),
+        "instances: lots\nregions: [mars]\n",
+    )
+    .expect("write");
     let (value, code) = json(dir.path(), "vt validate -o json");
     assert_eq!(code, 3);
     assert_eq!(value["code"], "E_VALIDATION");
@@ -86,7 +103,13 @@ fn validation_errors_are_json_with_positions() {
         .as_array()
         .expect("errors")
         .iter()
-        .map(|e| (e["code"].as_str().unwrap_or_default().into(), e["line"].as_u64().unwrap_or_default(), e["path"].as_str().unwrap_or_default().into()))
+        .map(|e| {
+            (
+                e["code"].as_str().unwrap_or_default().into(),
+                e["line"].as_u64().unwrap_or_default(),
+                e["path"].as_str().unwrap_or_default().into(),
+            )
+        })
         .collect();
     assert_eq!(
         errors,
@@ -107,18 +130,32 @@ fn bad_input_gets_clear_errors_and_exit_codes() {
         ("vt project create web --org nope", 4, "no org named `nope`"),
         ("vt get app nope", 4, "no app named `nope`"),
         ("vt get pod web", 2, "`pod` is not a kind of resource"),
-        ("vt validate --at no-such-rev", 4, "revision `no-such-rev` does not exist"),
+        (
+            "vt validate --at no-such-rev",
+            4,
+            "revision `no-such-rev` does not exist",
+        ),
         ("vt app create api --image 'Bad Image'", 2, "--image"),
-        ("vt env create dev --region mars", 2, "region `mars` is not declared"),
+        (
+            "vt env create dev --region mars",
+            2,
+            "region `mars` is not declared",
+        ),
         ("vt schema pod", 2, "no schema for `pod`"),
     ];
     for (line, want_code, want_text) in cases {
         let (out, code, _) = shell(dir.path(), line);
         assert_eq!(code, want_code, "`{line}`: {out}");
-        assert!(out.contains(want_text), "`{line}` says `{want_text}`: {out}");
+        assert!(
+            out.contains(want_text),
+            "`{line}` says `{want_text}`: {out}"
+        );
     }
     // Nothing was written by the failed creates.
-    let (out, _, _) = shell(dir.path(), "git status --porcelain --untracked-files=all | sort");
+    let (out, _, _) = shell(
+        dir.path(),
+        "git status --porcelain --untracked-files=all | sort",
+    );
     assert_eq!(
         out.trim(),
         "?? orgs/acme/org.yaml\n?? orgs/acme/shop/project.yaml\n?? orgs/acme/shop/web/app.yaml\n?? orgs/acme/shop/web/envs/prod.yaml"

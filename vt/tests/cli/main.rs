@@ -17,7 +17,11 @@ pub fn bin_dir() -> PathBuf {
 /// Runs a shell command line in `cwd` with `vt` on the PATH, returning the
 /// combined stdout and stderr, the exit code and the directory it ended in.
 pub fn shell(cwd: &Path, line: &str) -> (String, i32, PathBuf) {
-    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let script = format!("{line}\nstatus=$?\nprintf '\\n@@cwd=%s\\n' \"$PWD\"\nexit $status");
     let out = Command::new("bash")
         .arg("-c")
@@ -44,7 +48,10 @@ pub fn redact(text: &str) -> String {
     'scan: while !rest.is_empty() {
         for prefix in ["org_", "prj_", "app_", "env_"] {
             if let Some(tail) = rest.strip_prefix(prefix) {
-                let n = tail.chars().take_while(|c| c.is_ascii_alphanumeric()).count();
+                let n = tail
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .count();
                 if n == 26 {
                     out.push_str("<id>");
                     rest = &tail[26..];
@@ -65,7 +72,9 @@ pub fn matches(expected: &str, actual: &str) -> bool {
     fn line_matches(pattern: &str, line: &str) -> bool {
         let mut parts = pattern.split("[..]");
         let first = parts.next().unwrap_or_default();
-        let Some(mut rest) = line.strip_prefix(first) else { return false };
+        let Some(mut rest) = line.strip_prefix(first) else {
+            return false;
+        };
         let parts: Vec<&str> = parts.collect();
         for (i, part) in parts.iter().enumerate() {
             if i == parts.len() - 1 {
@@ -82,9 +91,9 @@ pub fn matches(expected: &str, actual: &str) -> bool {
         match patterns.split_first() {
             None => lines.is_empty(),
             Some((&"...", rest)) => (0..=lines.len()).any(|skip| lines_match(rest, &lines[skip..])),
-            Some((pattern, rest)) => {
-                lines.split_first().is_some_and(|(line, more)| line_matches(pattern, line) && lines_match(rest, more))
-            }
+            Some((pattern, rest)) => lines
+                .split_first()
+                .is_some_and(|(line, more)| line_matches(pattern, line) && lines_match(rest, more)),
         }
     }
     let patterns: Vec<&str> = expected.lines().collect();

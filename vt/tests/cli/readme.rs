@@ -19,9 +19,16 @@ fn console_blocks(markdown: &str) -> Vec<Vec<Step>> {
             (Some(_), "```") => blocks.extend(current.take()),
             (Some(steps), line) => {
                 if let Some(command) = line.strip_prefix("$ ") {
-                    steps.push(Step { command: command.into(), expected: String::new(), exit: 0 });
+                    steps.push(Step {
+                        command: command.into(),
+                        expected: String::new(),
+                        exit: 0,
+                    });
                 } else if let Some(step) = steps.last_mut() {
-                    match line.strip_prefix("[exit: ").and_then(|s| s.strip_suffix(']')) {
+                    match line
+                        .strip_prefix("[exit: ")
+                        .and_then(|s| s.strip_suffix(']'))
+                    {
                         Some(code) => step.exit = code.parse().expect("exit code"),
                         None => {
                             step.expected.push_str(line);
@@ -38,7 +45,8 @@ fn console_blocks(markdown: &str) -> Vec<Vec<Step>> {
 
 #[test]
 fn readme_examples_work() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
     let blocks = console_blocks(&readme);
     assert!(!blocks.is_empty(), "the README has console examples");
     // One directory for all blocks: later examples continue the earlier ones.
