@@ -4,7 +4,7 @@
 
 use crate::ids::Kind;
 use crate::state::DesiredState;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -21,7 +21,7 @@ pub enum Change {
 }
 
 /// One changed field; `old` is absent for an added field, `new` for a removed one.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
     /// Field path, with named list items by name: `ports[http].port`.
     pub path: String,
@@ -153,6 +153,12 @@ fn field_changes(old: Option<&Value>, new: Option<&Value>) -> Vec<FieldChange> {
             new: after.get(p).cloned(),
         })
         .collect()
+}
+
+/// The fields that differ between two JSON values (e.g. two serialized
+/// [`crate::EffectiveSpec`]s), with the same paths as [`diff`].
+pub fn diff_values(old: &Value, new: &Value) -> Vec<FieldChange> {
+    field_changes(Some(old), Some(new))
 }
 
 /// Compares two desired states; resources in kind order, then by name.

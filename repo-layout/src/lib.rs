@@ -22,7 +22,7 @@ pub mod write;
 mod yaml_pos;
 
 pub use diagnostic::{Code, Diagnostic, Position};
-pub use diff::{diff, Change, FieldChange, ResourceDiff};
+pub use diff::{diff, diff_values, Change, FieldChange, ResourceDiff};
 pub use effective::EffectiveSpec;
 pub use ids::Kind;
 pub use load::{load, Loaded};

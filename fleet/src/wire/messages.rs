@@ -1,0 +1,127 @@
+//! What the controller, hosts and edges say to each other, framed as JSON
+//! (see [`super::frame`]). A host keeps one bidirectional stream open: it sends
+//! [`HostMessage`]s (a registration, then reports that double as heartbeats)
+//! and receives [`ControllerMessage`]s. Assignments are level-triggered: each
+//! one is the whole list of instances the host should have.
+
+use crate::plan::{Phase, WorkloadKey};
+use serde::{Deserialize, Serialize};
+use vt_repo::EffectiveSpec;
+
+/// What a host is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRegistration {
+    /// Host name (also its ID), as in its certificate.
+    pub name: String,
+    /// Region it is in.
+    pub region: String,
+    /// Cpu it offers to instances, in millicores.
+    pub cpu: u32,
+    /// Memory it offers to instances, in bytes.
+    pub memory: u64,
+}
+
+/// A host's report of one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceReport {
+    /// Instance ID.
+    pub id: String,
+    /// Where it is.
+    pub phase: Phase,
+    /// Why, for failures and unhealthy instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Host → controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HostMessage {
+    /// First message on the session stream.
+    Register(HostRegistration),
+    /// Every instance the host has, sent on every change and as a heartbeat.
+    Report {
+        /// All instances on the host.
+        instances: Vec<InstanceReport>,
+    },
+}
+
+/// Whether an assigned instance should run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Desire {
+    /// Start it (if not running) and keep it running.
+    Run,
+    /// Stop it (gracefully) and report it stopped.
+    Stop,
+}
+
+/// One instance a host should have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Instance ID.
+    pub id: String,
+    /// Workload.
+    pub key: WorkloadKey,
+    /// Qualified env name, for logs.
+    pub name: String,
+    /// Release.
+    pub release: u64,
+    /// What to run.
+    pub spec: EffectiveSpec,
+    /// Volume slot, for a workload with volumes.
+    pub slot: Option<u32>,
+    /// Run or stop.
+    pub desire: Desire,
+}
+
+/// Controller → host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControllerMessage {
+    /// Registration accepted; report at least this often.
+    Welcome {
+        /// Heartbeat interval in milliseconds.
+        heartbeat_ms: u64,
+    },
+    /// The whole list of instances the host should have.
+    Assign {
+        /// Instances; any instance the host has that is not listed must stop.
+        instances: Vec<Assignment>,
+    },
+    /// The edge's routing table changed.
+    Routes {
+        /// Every endpoint and its healthy backends.
+        routes: Vec<Route>,
+    },
+}
+
+/// An endpoint and the healthy instances behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// Qualified env name.
+    pub name: String,
+    /// Workload.
+    pub key: WorkloadKey,
+    /// Endpoint name.
+    pub endpoint: String,
+    /// Public port.
+    pub port: u16,
+    /// Whether the endpoint has the IPv4 add-on.
+    pub ipv4: bool,
+    /// Whether to send a PROXY v2 header.
+    pub proxy_protocol: bool,
+    /// Healthy backends.
+    pub backends: Vec<Backend>,
+}
+
+/// One healthy instance behind an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    /// Instance ID.
+    pub instance: String,
+    /// Host name.
+    pub host: String,
+    /// Port inside the guest.
+    pub port: u16,
+}
