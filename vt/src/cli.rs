@@ -85,6 +85,75 @@ pub enum Command {
         #[arg(long, value_name = "REV")]
         at: Option<String>,
     },
+    /// The fleet controller: create a fleet, run it, mint join tokens.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+    /// The host agent.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Desired and current state of every app/env (from the controller).
+    Status {
+        /// Only this app (name or qualified name).
+        app: Option<String>,
+        /// Only this env.
+        #[arg(long)]
+        env: Option<String>,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Desired vs current of one app, field by field, with placement reasons.
+    Describe {
+        /// App name or qualified name.
+        app: String,
+        /// Only this env.
+        #[arg(long)]
+        env: Option<String>,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Releases of an app: number, commit, author, time, what changed.
+    Releases {
+        /// App name or qualified name.
+        app: String,
+        /// Only this env.
+        #[arg(long)]
+        env: Option<String>,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
+    /// The fleet's events, optionally followed live.
+    Events {
+        /// Keep printing new events.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only events of the last DURATION (10m, 2h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events of this app.
+        #[arg(long)]
+        app: Option<String>,
+        /// Only events of this env.
+        #[arg(long)]
+        env: Option<String>,
+        /// Only events of this kind, or kinds starting with it when it ends in '.' (`rollout.`).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Most events shown.
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
+    /// The fleet's hosts with capacity and what is reserved.
+    Hosts {
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
     /// Print the JSON Schema of a file kind, for editors.
     Schema {
         /// config (vt.yaml), org, project, app or env; all when absent.
@@ -151,5 +220,106 @@ pub enum EnvCommand {
         /// Regions to run in; repeatable (default: the first region of vt.yaml).
         #[arg(long)]
         region: Vec<String>,
+    },
+}
+
+/// How to reach the controller's API.
+#[derive(Debug, Args)]
+pub struct Api {
+    /// The controller's HTTP address (default: VT_CONTROLLER, then ~/.config/vt/config.json).
+    #[arg(long, env = "VT_CONTROLLER", value_name = "URL")]
+    pub controller: Option<String>,
+    /// The API token (default: VT_TOKEN, then the config file).
+    #[arg(long, env = "VT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// `vt fleet ...`
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Create a fleet: CA, keys and settings in the state directory.
+    Init {
+        /// The desired-state repository: a path (watched) or a URL (fetched).
+        #[arg(value_name = "REPO")]
+        source: String,
+        /// The tracked branch.
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// State directory.
+        #[arg(long, env = "VT_STATE_DIR", default_value = "/var/lib/vt/fleet")]
+        state_dir: PathBuf,
+        /// QUIC address for hosts and edges.
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        quic: std::net::SocketAddr,
+        /// HTTP address of the API.
+        #[arg(long, default_value = "127.0.0.1:7080")]
+        http: std::net::SocketAddr,
+    },
+    /// Run the controller.
+    Run {
+        /// State directory.
+        #[arg(long, env = "VT_STATE_DIR", default_value = "/var/lib/vt/fleet")]
+        state_dir: PathBuf,
+        /// Override the QUIC address.
+        #[arg(long)]
+        quic: Option<std::net::SocketAddr>,
+        /// Override the HTTP address.
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+    },
+    /// Join tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `vt fleet token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a join token for a host or an edge.
+    Create {
+        /// host or edge.
+        #[arg(long)]
+        role: String,
+        /// How long the token is valid.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// State directory.
+        #[arg(long, env = "VT_STATE_DIR", default_value = "/var/lib/vt/fleet")]
+        state_dir: PathBuf,
+    },
+}
+
+/// `vt host ...`
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Run the host agent.
+    Run {
+        /// The controller's QUIC address.
+        #[arg(long, env = "VT_CONTROLLER_QUIC", default_value = "127.0.0.1:7443")]
+        controller: std::net::SocketAddr,
+        /// Join token (needed the first time).
+        #[arg(long, env = "VT_JOIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Host name (a DNS label).
+        #[arg(long)]
+        name: String,
+        /// Region.
+        #[arg(long, default_value = "local")]
+        region: String,
+        /// Cpu offered to instances (cores or millicores).
+        #[arg(long, default_value = "2")]
+        cpu: String,
+        /// Memory offered to instances.
+        #[arg(long, default_value = "4Gi")]
+        memory: String,
+        /// State directory (certificate, images, volumes).
+        #[arg(long, env = "VT_STATE_DIR", default_value = "/var/lib/vt/host")]
+        state_dir: PathBuf,
+        /// Runtime: `sim` (instances are simulated; the microVM runtime is not built yet).
+        #[arg(long, default_value = "sim")]
+        runtime: String,
+        /// For the sim runtime: time an instance takes to become healthy.
+        #[arg(long, default_value = "300ms")]
+        sim_boot: String,
     },
 }

@@ -2,13 +2,19 @@
 //! result and maps errors to the documented exit codes.
 
 mod cli;
+mod client;
 mod commands;
 mod error;
 mod output;
 mod telemetry;
 
 use clap::Parser;
-use cli::{AppCommand, Cli, Command, EnvCommand, OrgCommand, ProjectCommand};
+use cli::{
+    AppCommand, Cli, Command, EnvCommand, FleetCommand, HostCommand, OrgCommand, ProjectCommand,
+    TokenCommand,
+};
+use client::Client;
+use commands::{fleet, observe};
 use error::CliError;
 use std::process::ExitCode;
 
@@ -41,7 +47,86 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         } => commands::read::get(g, kind, name, app.as_deref(), at.as_deref()),
         Command::List { kind, at } => commands::read::list(g, kind.as_deref(), at.as_deref()),
         Command::Schema { kind } => commands::schema::run(g, kind.as_deref()),
+        Command::Fleet(FleetCommand::Init {
+            source,
+            branch,
+            state_dir,
+            quic,
+            http,
+        }) => fleet::init(g, state_dir, source, branch, *quic, *http),
+        Command::Fleet(FleetCommand::Run {
+            state_dir,
+            quic,
+            http,
+        }) => fleet::run(
+            state_dir,
+            vt_fleet::controller::daemon::Overrides {
+                quic: *quic,
+                http: *http,
+                repo: None,
+            },
+        ),
+        Command::Fleet(FleetCommand::Token(TokenCommand::Create {
+            role,
+            ttl,
+            state_dir,
+        })) => fleet::token(g, state_dir, role, ttl),
+        Command::Host(HostCommand::Run {
+            controller,
+            token,
+            name,
+            region,
+            cpu,
+            memory,
+            state_dir,
+            runtime,
+            sim_boot,
+        }) => {
+            let registration = commands::fleet::registration(name, region, cpu, memory)?;
+            fleet::host(
+                *controller,
+                token.clone(),
+                registration,
+                state_dir,
+                runtime,
+                sim_boot,
+            )
+        }
+        Command::Status { app, env, api } => {
+            observe::status(g, &api_client(api)?, app.clone(), env.clone())
+        }
+        Command::Describe { app, env, api } => {
+            observe::describe(g, &api_client(api)?, app.clone(), env.clone())
+        }
+        Command::Releases { app, env, api } => {
+            observe::releases(g, &api_client(api)?, app.clone(), env.clone())
+        }
+        Command::Events {
+            follow,
+            since,
+            app,
+            env,
+            kind,
+            limit,
+            api,
+        } => observe::events(
+            g,
+            &api_client(api)?,
+            observe::EventsArgs {
+                follow: *follow,
+                since: since.clone(),
+                app: app.clone(),
+                env: env.clone(),
+                kind: kind.clone(),
+                limit: *limit,
+            },
+        ),
+        Command::Hosts { api } => observe::hosts(g, &api_client(api)?),
     }
+}
+
+fn api_client(api: &cli::Api) -> Result<Client, CliError> {
+    Client::new(api.controller.as_deref(), api.token.as_deref())
 }
 
 fn main() -> ExitCode {

@@ -6,7 +6,10 @@
 use crate::controller::events::{self, kind, Event, EventFilter, Retention};
 use crate::controller::releases::{plan_releases, CommitInfo, Release};
 use crate::controller::store::{Batch, Store, StoreError};
-use crate::plan::{self, Action, Desired, Host, HostStatus, Instance, Millis, Observed, Phase, RolloutState, RolloutStatus, Workload, WorkloadKey};
+use crate::plan::{
+    self, Action, Desired, Host, HostStatus, Instance, Millis, Observed, Phase, RolloutState,
+    RolloutStatus, Workload, WorkloadKey,
+};
 use crate::wire::messages::{Assignment, Backend, Desire, HostRegistration, InstanceReport, Route};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -120,16 +123,31 @@ fn key_path(key: &WorkloadKey) -> String {
 impl Controller {
     /// Loads the controller's memory from `store`.
     pub fn open(store: Store, config: Config) -> Result<Controller, StoreError> {
-        let hosts = store.scan::<HostRecord>("host/")?.into_iter().map(|(_, h)| (h.host.id.clone(), h)).collect();
+        let hosts = store
+            .scan::<HostRecord>("host/")?
+            .into_iter()
+            .map(|(_, h)| (h.host.id.clone(), h))
+            .collect();
         let instances = store
             .scan::<InstanceRecord>("inst/")?
             .into_iter()
             .map(|(_, i)| (i.instance.id.clone(), i))
             .collect();
-        let rollouts = store.scan::<RolloutState>("rollout/")?.into_iter().map(|(_, r)| (r.key.clone(), r)).collect();
-        let releases = store.scan::<Release>("latest/")?.into_iter().map(|(_, r)| (r.key.clone(), r)).collect();
-        let active = store.get::<BTreeSet<WorkloadKey>>(ACTIVE)?.unwrap_or_default();
-        let retention: BTreeMap<String, (Option<Millis>, Option<u64>)> = store.get(RETENTION)?.unwrap_or_default();
+        let rollouts = store
+            .scan::<RolloutState>("rollout/")?
+            .into_iter()
+            .map(|(_, r)| (r.key.clone(), r))
+            .collect();
+        let releases = store
+            .scan::<Release>("latest/")?
+            .into_iter()
+            .map(|(_, r)| (r.key.clone(), r))
+            .collect();
+        let active = store
+            .get::<BTreeSet<WorkloadKey>>(ACTIVE)?
+            .unwrap_or_default();
+        let retention: BTreeMap<String, (Option<Millis>, Option<u64>)> =
+            store.get(RETENTION)?.unwrap_or_default();
         let meta = store.get::<Meta>(META)?.unwrap_or_default();
         let next_event = store.last_event_seq()? + 1;
         Ok(Controller {
@@ -167,6 +185,11 @@ impl Controller {
         self.config
     }
 
+    /// Records an event from outside the core (the git source failing, ...).
+    pub fn record(&mut self, event: Event) {
+        self.emit(event);
+    }
+
     fn emit(&mut self, mut event: Event) {
         event.seq = self.next_event;
         event.id = format!("evt_{}", self.next_event);
@@ -190,7 +213,12 @@ impl Controller {
     }
 
     /// Takes in a new commit of the tracked branch, loaded and validated.
-    pub fn apply_commit(&mut self, commit: &CommitInfo, loaded: &Loaded, now: Millis) -> CommitOutcome {
+    pub fn apply_commit(
+        &mut self,
+        commit: &CommitInfo,
+        loaded: &Loaded,
+        now: Millis,
+    ) -> CommitOutcome {
         let short = commit.sha.get(..12).unwrap_or(&commit.sha).to_string();
         let _span = info_span!("commit", commit = %short).entered();
         if self.meta.last_seen.as_deref() == Some(commit.sha.as_str()) {
@@ -199,12 +227,26 @@ impl Controller {
         self.meta.last_seen = Some(commit.sha.clone());
         if !loaded.is_valid() {
             let n = loaded.diagnostics.len();
-            let first = loaded.diagnostics.first().map(ToString::to_string).unwrap_or_default();
-            let kept = self.meta.last_good.as_ref().map_or("nothing".to_string(), |c| c.sha.get(..12).unwrap_or(&c.sha).to_string());
+            let first = loaded
+                .diagnostics
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let kept = self
+                .meta
+                .last_good
+                .as_ref()
+                .map_or("nothing".to_string(), |c| {
+                    c.sha.get(..12).unwrap_or(&c.sha).to_string()
+                });
             warn!(errors = n, "commit rejected");
             self.emit(
-                Event::new(kind::COMMIT_REJECTED, now, format!("commit {short} rejected with {n} error(s), keeping {kept}: {first}"))
-                    .fields(json!({"commit": commit, "errors": loaded.diagnostics})),
+                Event::new(
+                    kind::COMMIT_REJECTED,
+                    now,
+                    format!("commit {short} rejected with {n} error(s), keeping {kept}: {first}"),
+                )
+                .fields(json!({"commit": commit, "errors": loaded.diagnostics})),
             );
             return CommitOutcome::Rejected(n);
         }
@@ -212,13 +254,19 @@ impl Controller {
         let mut made = Vec::new();
         for release in plan.releases {
             let path = key_path(&release.key);
-            self.batch.put(format!("release/{path}/{:010}", release.number), &release);
+            self.batch
+                .put(format!("release/{path}/{:010}", release.number), &release);
             self.batch.put(format!("latest/{path}"), &release);
             let changed: Vec<&str> = release.diff.iter().map(|d| d.path.as_str()).collect();
             let message = if release.number == 1 {
                 format!("release 1 of {} from {short}", release.name)
             } else {
-                format!("release {} of {} from {short}: {}", release.number, release.name, changed.join(", "))
+                format!(
+                    "release {} of {} from {short}: {}",
+                    release.number,
+                    release.name,
+                    changed.join(", ")
+                )
             };
             self.emit(
                 Event::new(kind::RELEASE_CREATED, now, message)
@@ -231,11 +279,27 @@ impl Controller {
         }
         for key in &plan.removed {
             if self.active.contains(key) {
-                let name = self.releases.get(key).map(|r| r.name.clone()).unwrap_or_default();
-                self.emit(Event::new(kind::WORKLOAD_REMOVED, now, format!("{name} was removed from the repository")).for_workload(&name));
+                let name = self
+                    .releases
+                    .get(key)
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default();
+                self.emit(
+                    Event::new(
+                        kind::WORKLOAD_REMOVED,
+                        now,
+                        format!("{name} was removed from the repository"),
+                    )
+                    .for_workload(&name),
+                );
             }
         }
-        self.active = self.releases.keys().filter(|k| !plan.removed.contains(k)).cloned().collect();
+        self.active = self
+            .releases
+            .keys()
+            .filter(|k| !plan.removed.contains(k))
+            .cloned()
+            .collect();
         self.batch.put(ACTIVE, &self.active);
         self.retention = loaded
             .state
@@ -243,16 +307,29 @@ impl Controller {
             .iter()
             .filter_map(|org| {
                 let events = org.spec.retention.as_ref()?.events.as_ref()?;
-                Some((org.name.clone(), Retention { max_age: events.max_age.map(|d| d.0), max_count: events.max_count }))
+                Some((
+                    org.name.clone(),
+                    Retention {
+                        max_age: events.max_age.map(|d| d.0),
+                        max_count: events.max_count,
+                    },
+                ))
             })
             .collect();
-        let stored: BTreeMap<&String, (Option<Millis>, Option<u64>)> =
-            self.retention.iter().map(|(org, r)| (org, (r.max_age, r.max_count))).collect();
+        let stored: BTreeMap<&String, (Option<Millis>, Option<u64>)> = self
+            .retention
+            .iter()
+            .map(|(org, r)| (org, (r.max_age, r.max_count)))
+            .collect();
         self.batch.put(RETENTION, &stored);
         self.meta.last_good = Some(commit.clone());
         self.emit(
-            Event::new(kind::COMMIT_ACCEPTED, now, format!("commit {short} accepted: {} new release(s)", made.len()))
-                .fields(json!({"commit": commit})),
+            Event::new(
+                kind::COMMIT_ACCEPTED,
+                now,
+                format!("commit {short} accepted: {} new release(s)", made.len()),
+            )
+            .fields(json!({"commit": commit})),
         );
         CommitOutcome::Accepted(made)
     }
@@ -282,8 +359,18 @@ impl Controller {
             Some(HostStatus::Ready) => "reconnected",
         };
         self.emit(
-            Event::new(kind::HOST_REGISTERED, now, format!("host {} {how} in region {} with {} cpu, {} memory", reg.name, reg.region, vt_repo::Cpu(reg.cpu), vt_repo::ByteSize(reg.memory)))
-                .host(&reg.name),
+            Event::new(
+                kind::HOST_REGISTERED,
+                now,
+                format!(
+                    "host {} {how} in region {} with {} cpu, {} memory",
+                    reg.name,
+                    reg.region,
+                    vt_repo::Cpu(reg.cpu),
+                    vt_repo::ByteSize(reg.memory)
+                ),
+            )
+            .host(&reg.name),
         );
     }
 
@@ -291,7 +378,9 @@ impl Controller {
     /// instances the host should not have (it is told to stop them by the
     /// next assignment, which does not list them).
     pub fn report(&mut self, host: &str, reports: &[InstanceReport], now: Millis) -> Vec<String> {
-        let Some(record) = self.hosts.get_mut(host) else { return Vec::new() };
+        let Some(record) = self.hosts.get_mut(host) else {
+            return Vec::new();
+        };
         record.last_seen = now;
         if record.host.status == HostStatus::Lost {
             record.host.status = HostStatus::Ready;
@@ -304,7 +393,9 @@ impl Controller {
             reported.insert(r.id.as_str());
             match self.instances.get_mut(&r.id) {
                 Some(rec) if rec.instance.host == host => {
-                    if rec.instance.phase != r.phase && !(rec.instance.phase == Phase::Stopping && r.phase.is_live()) {
+                    if rec.instance.phase != r.phase
+                        && !(rec.instance.phase == Phase::Stopping && r.phase.is_live())
+                    {
                         let (name, release) = (rec.name.clone(), rec.instance.release);
                         let from = rec.instance.phase;
                         rec.instance.phase = r.phase;
@@ -312,13 +403,25 @@ impl Controller {
                         rec.detail = r.detail.clone();
                         let rec = rec.clone();
                         self.batch.put(format!("inst/{}", r.id), &rec);
-                        let detail = r.detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default();
+                        let detail = r
+                            .detail
+                            .as_ref()
+                            .map(|d| format!(": {d}"))
+                            .unwrap_or_default();
                         self.emit(
-                            Event::new(kind::INSTANCE_PHASE, now, format!("instance {} on {host}: {from:?} → {:?}{detail}", r.id, r.phase).to_lowercase())
-                                .for_workload(&name)
-                                .release(release)
-                                .instance(&r.id)
-                                .host(host),
+                            Event::new(
+                                kind::INSTANCE_PHASE,
+                                now,
+                                format!(
+                                    "instance {} on {host}: {from:?} → {:?}{detail}",
+                                    r.id, r.phase
+                                )
+                                .to_lowercase(),
+                            )
+                            .for_workload(&name)
+                            .release(release)
+                            .instance(&r.id)
+                            .host(host),
                         );
                     }
                 }
@@ -326,9 +429,16 @@ impl Controller {
                 _ => {
                     unknown.push(r.id.clone());
                     self.emit(
-                        Event::new(kind::INSTANCE_UNKNOWN, now, format!("host {host} runs unknown instance {}: told to stop it", r.id))
-                            .instance(&r.id)
-                            .host(host),
+                        Event::new(
+                            kind::INSTANCE_UNKNOWN,
+                            now,
+                            format!(
+                                "host {host} runs unknown instance {}: told to stop it",
+                                r.id
+                            ),
+                        )
+                        .instance(&r.id)
+                        .host(host),
                     );
                 }
             }
@@ -338,12 +448,21 @@ impl Controller {
             .instances
             .values()
             .filter(|i| i.instance.host == host && !reported.contains(i.instance.id.as_str()))
-            .filter(|i| matches!(i.instance.phase, Phase::Stopping | Phase::Starting | Phase::Healthy | Phase::Unhealthy))
+            .filter(|i| {
+                matches!(
+                    i.instance.phase,
+                    Phase::Stopping | Phase::Starting | Phase::Healthy | Phase::Unhealthy
+                )
+            })
             .map(|i| i.instance.id.clone())
             .collect();
         for id in missing {
             if let Some(rec) = self.instances.get_mut(&id) {
-                let phase = if rec.instance.phase == Phase::Stopping { Phase::Stopped } else { Phase::Failed };
+                let phase = if rec.instance.phase == Phase::Stopping {
+                    Phase::Stopped
+                } else {
+                    Phase::Failed
+                };
                 rec.instance.phase = phase;
                 rec.instance.since = now;
                 if phase == Phase::Failed {
@@ -352,11 +471,15 @@ impl Controller {
                 let rec = rec.clone();
                 self.batch.put(format!("inst/{id}"), &rec);
                 self.emit(
-                    Event::new(kind::INSTANCE_PHASE, now, format!("instance {id} on {host}: {:?}", phase).to_lowercase())
-                        .for_workload(&rec.name)
-                        .release(rec.instance.release)
-                        .instance(&id)
-                        .host(host),
+                    Event::new(
+                        kind::INSTANCE_PHASE,
+                        now,
+                        format!("instance {id} on {host}: {:?}", phase).to_lowercase(),
+                    )
+                    .for_workload(&rec.name)
+                    .release(rec.instance.release)
+                    .instance(&id)
+                    .host(host),
                 );
             }
         }
@@ -370,7 +493,12 @@ impl Controller {
                 .active
                 .iter()
                 .filter_map(|k| self.releases.get(k))
-                .map(|r| Workload { key: r.key.clone(), name: r.name.clone(), release: r.number, spec: r.spec.clone() })
+                .map(|r| Workload {
+                    key: r.key.clone(),
+                    name: r.name.clone(),
+                    release: r.number,
+                    spec: r.spec.clone(),
+                })
                 .collect(),
         }
     }
@@ -379,7 +507,11 @@ impl Controller {
     pub fn observed(&self) -> Observed {
         Observed {
             hosts: self.hosts.values().map(|h| h.host.clone()).collect(),
-            instances: self.instances.values().map(|i| i.instance.clone()).collect(),
+            instances: self
+                .instances
+                .values()
+                .map(|i| i.instance.clone())
+                .collect(),
             rollouts: self.rollouts.values().cloned().collect(),
             volumes: Vec::new(),
         }
@@ -392,13 +524,24 @@ impl Controller {
         self.forget_old_instances(now);
         let desired = self.desired();
         let actions = plan::plan(&desired, &self.observed(), now);
-        let names: BTreeMap<WorkloadKey, String> = desired.workloads.iter().map(|w| (w.key.clone(), w.name.clone())).collect();
+        let names: BTreeMap<WorkloadKey, String> = desired
+            .workloads
+            .iter()
+            .map(|w| (w.key.clone(), w.name.clone()))
+            .collect();
         let mut pending: BTreeMap<WorkloadKey, Vec<Pending>> = BTreeMap::new();
         for action in &actions {
             self.apply(action, &names, &mut pending, now);
         }
         self.pending = pending;
-        let expired = events::expired(&self.store.events(&EventFilter::default(), usize::MAX).unwrap_or_default(), &self.retention, now);
+        let expired = events::expired(
+            &self
+                .store
+                .events(&EventFilter::default(), usize::MAX)
+                .unwrap_or_default(),
+            &self.retention,
+            now,
+        );
         self.batch.expire(expired);
         actions
     }
@@ -407,7 +550,10 @@ impl Controller {
         let lost: Vec<String> = self
             .hosts
             .values()
-            .filter(|h| h.host.status == HostStatus::Ready && now.saturating_sub(h.last_seen) > self.config.lost_after)
+            .filter(|h| {
+                h.host.status == HostStatus::Ready
+                    && now.saturating_sub(h.last_seen) > self.config.lost_after
+            })
             .map(|h| h.host.id.clone())
             .collect();
         for id in lost {
@@ -416,7 +562,14 @@ impl Controller {
                 let record = h.clone();
                 self.batch.put(format!("host/{id}"), &record);
                 let silent = now.saturating_sub(record.last_seen) / 1000;
-                self.emit(Event::new(kind::HOST_LOST, now, format!("host {id} lost: silent for {silent}s")).host(&id));
+                self.emit(
+                    Event::new(
+                        kind::HOST_LOST,
+                        now,
+                        format!("host {id} lost: silent for {silent}s"),
+                    )
+                    .host(&id),
+                );
             }
         }
     }
@@ -435,10 +588,26 @@ impl Controller {
         }
     }
 
-    fn apply(&mut self, action: &Action, names: &BTreeMap<WorkloadKey, String>, pending: &mut BTreeMap<WorkloadKey, Vec<Pending>>, now: Millis) {
-        let name_of = |key: &WorkloadKey| names.get(key).cloned().unwrap_or_else(|| key.to_string());
+    fn apply(
+        &mut self,
+        action: &Action,
+        names: &BTreeMap<WorkloadKey, String>,
+        pending: &mut BTreeMap<WorkloadKey, Vec<Pending>>,
+        now: Millis,
+    ) {
+        let name_of =
+            |key: &WorkloadKey| names.get(key).cloned().unwrap_or_else(|| key.to_string());
         match action {
-            Action::Start { key, release, region, host, slot, cpu, memory, reason } => {
+            Action::Start {
+                key,
+                release,
+                region,
+                host,
+                slot,
+                cpu,
+                memory,
+                reason,
+            } => {
                 self.meta.next_instance += 1;
                 let id = format!("ins_{:06}", self.meta.next_instance);
                 let name = name_of(key);
@@ -462,15 +631,27 @@ impl Controller {
                 self.batch.put(format!("inst/{id}"), &record);
                 self.instances.insert(id.clone(), record);
                 self.emit(
-                    Event::new(kind::INSTANCE_PLACED, now, format!("instance {id} of {name} release {release} placed on {host}: {reason}"))
-                        .for_workload(&name)
-                        .release(*release)
-                        .instance(&id)
-                        .host(host),
+                    Event::new(
+                        kind::INSTANCE_PLACED,
+                        now,
+                        format!(
+                            "instance {id} of {name} release {release} placed on {host}: {reason}"
+                        ),
+                    )
+                    .for_workload(&name)
+                    .release(*release)
+                    .instance(&id)
+                    .host(host),
                 );
             }
-            Action::Stop { instance, key, reason } => {
-                let Some(rec) = self.instances.get_mut(instance) else { return };
+            Action::Stop {
+                instance,
+                key,
+                reason,
+            } => {
+                let Some(rec) = self.instances.get_mut(instance) else {
+                    return;
+                };
                 if !rec.instance.phase.is_live() {
                     return;
                 }
@@ -479,35 +660,95 @@ impl Controller {
                 let rec = rec.clone();
                 self.batch.put(format!("inst/{instance}"), &rec);
                 self.emit(
-                    Event::new(kind::INSTANCE_STOPPING, now, format!("instance {instance} of {} stopping: {reason}", name_of(key)))
-                        .for_workload(&rec.name)
-                        .release(rec.instance.release)
-                        .instance(instance)
-                        .host(&rec.instance.host),
+                    Event::new(
+                        kind::INSTANCE_STOPPING,
+                        now,
+                        format!("instance {instance} of {} stopping: {reason}", name_of(key)),
+                    )
+                    .for_workload(&rec.name)
+                    .release(rec.instance.release)
+                    .instance(instance)
+                    .host(&rec.instance.host),
                 );
             }
-            Action::Unplaceable { key, release, region, count, reason } => {
+            Action::Unplaceable {
+                key,
+                release,
+                region,
+                count,
+                reason,
+            } => {
                 let reason = format!("{count} instance(s) cannot be placed: {reason}");
-                self.note_pending(key, region, &reason, kind::INSTANCE_UNPLACEABLE, &name_of(key), *release, pending, now);
+                self.note_pending(
+                    key,
+                    region,
+                    &reason,
+                    kind::INSTANCE_UNPLACEABLE,
+                    &name_of(key),
+                    *release,
+                    pending,
+                    now,
+                );
             }
-            Action::Waiting { key, region, reason, .. } => {
+            Action::Waiting {
+                key,
+                region,
+                reason,
+                ..
+            } => {
                 let release = self.releases.get(key).map_or(0, |r| r.number);
-                self.note_pending(key, region, reason, kind::INSTANCE_WAITING, &name_of(key), release, pending, now);
+                self.note_pending(
+                    key,
+                    region,
+                    reason,
+                    kind::INSTANCE_WAITING,
+                    &name_of(key),
+                    release,
+                    pending,
+                    now,
+                );
             }
             Action::RolloutStarted { key, release } => {
-                let state = RolloutState { key: key.clone(), release: *release, started: now, last_progress: now, healthy: 0, status: RolloutStatus::Progressing };
+                let state = RolloutState {
+                    key: key.clone(),
+                    release: *release,
+                    started: now,
+                    last_progress: now,
+                    healthy: 0,
+                    status: RolloutStatus::Progressing,
+                };
                 self.put_rollout(state);
                 let name = name_of(key);
-                self.emit(Event::new(kind::ROLLOUT_STARTED, now, format!("rollout of {name} release {release} started")).for_workload(&name).release(*release));
+                self.emit(
+                    Event::new(
+                        kind::ROLLOUT_STARTED,
+                        now,
+                        format!("rollout of {name} release {release} started"),
+                    )
+                    .for_workload(&name)
+                    .release(*release),
+                );
             }
-            Action::RolloutProgressed { key, release, healthy } => {
+            Action::RolloutProgressed {
+                key,
+                release,
+                healthy,
+            } => {
                 if let Some(mut state) = self.rollouts.get(key).cloned() {
                     state.last_progress = now;
                     state.healthy = *healthy;
                     self.put_rollout(state);
                 }
                 let name = name_of(key);
-                self.emit(Event::new(kind::ROLLOUT_PROGRESSED, now, format!("rollout of {name} release {release}: {healthy} healthy")).for_workload(&name).release(*release));
+                self.emit(
+                    Event::new(
+                        kind::ROLLOUT_PROGRESSED,
+                        now,
+                        format!("rollout of {name} release {release}: {healthy} healthy"),
+                    )
+                    .for_workload(&name)
+                    .release(*release),
+                );
             }
             Action::RolloutCompleted { key, release } => {
                 if let Some(mut state) = self.rollouts.get(key).cloned() {
@@ -515,31 +756,71 @@ impl Controller {
                     self.put_rollout(state);
                 }
                 let name = name_of(key);
-                self.emit(Event::new(kind::ROLLOUT_COMPLETED, now, format!("rollout of {name} release {release} completed")).for_workload(&name).release(*release));
+                self.emit(
+                    Event::new(
+                        kind::ROLLOUT_COMPLETED,
+                        now,
+                        format!("rollout of {name} release {release} completed"),
+                    )
+                    .for_workload(&name)
+                    .release(*release),
+                );
             }
-            Action::RolloutHalted { key, release, reason } => {
+            Action::RolloutHalted {
+                key,
+                release,
+                reason,
+            } => {
                 if let Some(mut state) = self.rollouts.get(key).cloned() {
-                    state.status = RolloutStatus::Halted { reason: reason.clone() };
+                    state.status = RolloutStatus::Halted {
+                        reason: reason.clone(),
+                    };
                     self.put_rollout(state);
                 }
                 let name = name_of(key);
-                self.emit(Event::new(kind::ROLLOUT_HALTED, now, format!("rollout of {name} release {release} halted: {reason}")).for_workload(&name).release(*release));
+                self.emit(
+                    Event::new(
+                        kind::ROLLOUT_HALTED,
+                        now,
+                        format!("rollout of {name} release {release} halted: {reason}"),
+                    )
+                    .for_workload(&name)
+                    .release(*release),
+                );
             }
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn note_pending(&mut self, key: &WorkloadKey, region: &str, reason: &str, kind: &str, name: &str, release: u64, pending: &mut BTreeMap<WorkloadKey, Vec<Pending>>, now: Millis) {
-        let entry = Pending { region: region.to_string(), reason: reason.to_string() };
+    fn note_pending(
+        &mut self,
+        key: &WorkloadKey,
+        region: &str,
+        reason: &str,
+        kind: &str,
+        name: &str,
+        release: u64,
+        pending: &mut BTreeMap<WorkloadKey, Vec<Pending>>,
+        now: Millis,
+    ) {
+        let entry = Pending {
+            region: region.to_string(),
+            reason: reason.to_string(),
+        };
         // An event only when the explanation changes, not on every tick.
         if !self.pending.get(key).is_some_and(|p| p.contains(&entry)) {
-            self.emit(Event::new(kind, now, format!("{name} in {region}: {reason}")).for_workload(name).release(release));
+            self.emit(
+                Event::new(kind, now, format!("{name} in {region}: {reason}"))
+                    .for_workload(name)
+                    .release(release),
+            );
         }
         pending.entry(key.clone()).or_default().push(entry);
     }
 
     fn put_rollout(&mut self, state: RolloutState) {
-        self.batch.put(format!("rollout/{}", key_path(&state.key)), &state);
+        self.batch
+            .put(format!("rollout/{}", key_path(&state.key)), &state);
         self.rollouts.insert(state.key.clone(), state);
     }
 
@@ -571,7 +852,12 @@ impl Controller {
     fn release_spec(&self, key: &WorkloadKey, number: u64) -> Option<vt_repo::EffectiveSpec> {
         match self.releases.get(key) {
             Some(r) if r.number == number => Some(r.spec.clone()),
-            _ => self.store.get::<Release>(&format!("release/{}/{number:010}", key_path(key))).ok().flatten().map(|r| r.spec),
+            _ => self
+                .store
+                .get::<Release>(&format!("release/{}/{number:010}", key_path(key)))
+                .ok()
+                .flatten()
+                .map(|r| r.spec),
         }
     }
 
@@ -579,14 +865,25 @@ impl Controller {
     pub fn routes(&self) -> Vec<Route> {
         let mut routes = Vec::new();
         for key in &self.active {
-            let Some(release) = self.releases.get(key) else { continue };
+            let Some(release) = self.releases.get(key) else {
+                continue;
+            };
             for ep in &release.spec.endpoints {
-                let port = release.spec.ports.iter().find(|p| p.name == ep.target).map_or(0, |p| p.port);
+                let port = release
+                    .spec
+                    .ports
+                    .iter()
+                    .find(|p| p.name == ep.target)
+                    .map_or(0, |p| p.port);
                 let backends = self
                     .instances
                     .values()
                     .filter(|i| &i.instance.key == key && i.instance.phase == Phase::Healthy)
-                    .map(|i| Backend { instance: i.instance.id.clone(), host: i.instance.host.clone(), port })
+                    .map(|i| Backend {
+                        instance: i.instance.id.clone(),
+                        host: i.instance.host.clone(),
+                        port,
+                    })
                     .collect();
                 routes.push(Route {
                     name: release.name.clone(),
@@ -607,6 +904,23 @@ impl Controller {
         self.hosts.values().cloned().collect()
     }
 
+    /// The phase of each instance on a host, to tell whether a report changed anything.
+    pub fn instances_of_host(&self, host: &str) -> Vec<(String, Phase)> {
+        self.instances
+            .values()
+            .filter(|i| i.instance.host == host)
+            .map(|i| (i.instance.id.clone(), i.instance.phase))
+            .collect()
+    }
+
+    /// Instances of one workload, by ID.
+    pub fn instances_of(&self, key: &WorkloadKey) -> Vec<&InstanceRecord> {
+        self.instances
+            .values()
+            .filter(|i| &i.instance.key == key)
+            .collect()
+    }
+
     /// Instances, by ID.
     pub fn instances(&self) -> Vec<InstanceRecord> {
         self.instances.values().cloned().collect()
@@ -614,7 +928,10 @@ impl Controller {
 
     /// The latest release of each workload, active or not.
     pub fn latest_releases(&self) -> Vec<(Release, bool)> {
-        self.releases.values().map(|r| (r.clone(), self.active.contains(&r.key))).collect()
+        self.releases
+            .values()
+            .map(|r| (r.clone(), self.active.contains(&r.key)))
+            .collect()
     }
 
     /// The rollout record of a workload.
@@ -629,6 +946,11 @@ impl Controller {
 
     /// Every release of a workload, oldest first.
     pub fn releases_of(&self, key: &WorkloadKey) -> Result<Vec<Release>, StoreError> {
-        Ok(self.store.scan::<Release>(&format!("release/{}/", key_path(key)))?.into_iter().map(|(_, r)| r).collect())
+        Ok(self
+            .store
+            .scan::<Release>(&format!("release/{}/", key_path(key)))?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
     }
 }

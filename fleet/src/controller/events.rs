@@ -165,7 +165,10 @@ impl EventFilter {
                 .as_ref()
                 .is_some_and(|app| app == want || app.ends_with(&format!("/{want}")))
         });
-        let env_ok = self.env.as_ref().is_none_or(|want| event.env.as_ref() == Some(want));
+        let env_ok = self
+            .env
+            .as_ref()
+            .is_none_or(|want| event.env.as_ref() == Some(want));
         let kind_ok = self.kind.as_ref().is_none_or(|want| {
             &event.kind == want || (want.ends_with('.') && event.kind.starts_with(want.as_str()))
         });
@@ -201,13 +204,19 @@ pub fn expired(events: &[Event], policies: &BTreeMap<String, Retention>, now: Mi
     }
     let mut out = Vec::new();
     for (org, mut list) in by_org {
-        let policy = org.and_then(|o| policies.get(o)).copied().unwrap_or(DEFAULT_RETENTION);
+        let policy = org
+            .and_then(|o| policies.get(o))
+            .copied()
+            .unwrap_or(DEFAULT_RETENTION);
         list.sort_by_key(|e| e.seq);
-        let excess = policy
-            .max_count
-            .map_or(0, |max| list.len().saturating_sub(usize::try_from(max).unwrap_or(usize::MAX)));
+        let excess = policy.max_count.map_or(0, |max| {
+            list.len()
+                .saturating_sub(usize::try_from(max).unwrap_or(usize::MAX))
+        });
         for (i, e) in list.iter().enumerate() {
-            let too_old = policy.max_age.is_some_and(|age| now.saturating_sub(e.time) > age);
+            let too_old = policy
+                .max_age
+                .is_some_and(|age| now.saturating_sub(e.time) > age);
             if i < excess || too_old {
                 out.push(e.seq);
             }
@@ -231,16 +240,34 @@ mod tests {
 
     #[test]
     fn retention_by_age_and_count_per_org() {
-        let events = [event(1, 0, Some("a")), event(2, 50, Some("a")), event(3, 90, Some("a")), event(4, 0, None)];
-        let policies = BTreeMap::from([("a".to_string(), Retention { max_age: Some(60), max_count: Some(1) })]);
+        let events = [
+            event(1, 0, Some("a")),
+            event(2, 50, Some("a")),
+            event(3, 90, Some("a")),
+            event(4, 0, None),
+        ];
+        let policies = BTreeMap::from([(
+            "a".to_string(),
+            Retention {
+                max_age: Some(60),
+                max_count: Some(1),
+            },
+        )]);
         assert_eq!(expired(&events, &policies, 100), [1, 2]);
     }
 
     #[test]
     fn filters() {
         let e = Event::new(kind::ROLLOUT_STARTED, 10, "x").for_workload("acme/shop/web/prod");
-        assert_eq!((e.org.as_deref(), e.app.as_deref(), e.env.as_deref()), (Some("acme"), Some("acme/shop/web"), Some("prod")));
-        let f = |app: &str, kind: &str| EventFilter { app: Some(app.into()), kind: Some(kind.into()), ..EventFilter::default() };
+        assert_eq!(
+            (e.org.as_deref(), e.app.as_deref(), e.env.as_deref()),
+            (Some("acme"), Some("acme/shop/web"), Some("prod"))
+        );
+        let f = |app: &str, kind: &str| EventFilter {
+            app: Some(app.into()),
+            kind: Some(kind.into()),
+            ..EventFilter::default()
+        };
         assert!(f("web", "rollout.").matches(&e));
         assert!(f("shop/web", "rollout.started").matches(&e));
         assert!(!f("api", "rollout.").matches(&e));

@@ -69,7 +69,11 @@ pub fn plan_releases(
     let mut present = Vec::new();
     for env in &state.envs {
         let Some(spec) = &env.effective else { continue };
-        let Some(app) = state.apps.iter().find(|a| a.qualified() == env.app_qualified()) else {
+        let Some(app) = state
+            .apps
+            .iter()
+            .find(|a| a.qualified() == env.app_qualified())
+        else {
             continue;
         };
         let key = WorkloadKey {
@@ -103,7 +107,11 @@ pub fn plan_releases(
         });
     }
     plan.releases.sort_by(|a, b| a.key.cmp(&b.key));
-    plan.removed = latest.keys().filter(|k| !present.contains(k)).cloned().collect();
+    plan.removed = latest
+        .keys()
+        .filter(|k| !present.contains(k))
+        .cloned()
+        .collect();
     plan
 }
 
@@ -114,14 +122,32 @@ mod tests {
 
     fn state(image: &str, instances: u32) -> DesiredState {
         let files = [
-            ("vt.yaml", "version: 1\nregions: [{name: local}]\n".to_string()),
-            ("orgs/a/org.yaml", "id: org_01jdq0000000000000000000aa\n".into()),
-            ("orgs/a/p/project.yaml", "id: prj_01jdq0000000000000000000aa\n".into()),
-            ("orgs/a/p/web/app.yaml", format!("id: app_01jdq0000000000000000000aa\nimage: {image}\n")),
-            ("orgs/a/p/web/envs/prod.yaml", format!("id: env_01jdq0000000000000000000aa\ninstances: {instances}\n")),
+            (
+                "vt.yaml",
+                "version: 1\nregions: [{name: local}]\n".to_string(),
+            ),
+            (
+                "orgs/a/org.yaml",
+                "id: org_01jdq0000000000000000000aa\n".into(),
+            ),
+            (
+                "orgs/a/p/project.yaml",
+                "id: prj_01jdq0000000000000000000aa\n".into(),
+            ),
+            (
+                "orgs/a/p/web/app.yaml",
+                format!("id: app_01jdq0000000000000000000aa\nimage: {image}\n"),
+            ),
+            (
+                "orgs/a/p/web/envs/prod.yaml",
+                format!("id: env_01jdq0000000000000000000aa\ninstances: {instances}\n"),
+            ),
         ];
         let snapshot = Snapshot {
-            files: files.iter().map(|(p, c)| (p.to_string(), c.as_bytes().to_vec())).collect(),
+            files: files
+                .iter()
+                .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
+                .collect(),
             ..Snapshot::default()
         };
         let loaded = load(&snapshot);
@@ -130,17 +156,32 @@ mod tests {
     }
 
     fn commit(sha: &str) -> CommitInfo {
-        CommitInfo { sha: sha.into(), author: "a <a@b>".into(), message: "m".into(), time: 0 }
+        CommitInfo {
+            sha: sha.into(),
+            author: "a <a@b>".into(),
+            message: "m".into(),
+            time: 0,
+        }
     }
 
     #[test]
     fn a_changed_spec_makes_the_next_release_with_a_diff() {
         let first = plan_releases(&BTreeMap::new(), &state("web:1", 1), &commit("c1"), 5);
         assert_eq!(first.releases.len(), 1);
-        assert_eq!((first.releases[0].number, first.releases[0].diff.len()), (1, 0));
-        let latest: BTreeMap<_, _> = first.releases.into_iter().map(|r| (r.key.clone(), r)).collect();
+        assert_eq!(
+            (first.releases[0].number, first.releases[0].diff.len()),
+            (1, 0)
+        );
+        let latest: BTreeMap<_, _> = first
+            .releases
+            .into_iter()
+            .map(|r| (r.key.clone(), r))
+            .collect();
 
-        assert_eq!(plan_releases(&latest, &state("web:1", 1), &commit("c2"), 6), ReleasePlan::default());
+        assert_eq!(
+            plan_releases(&latest, &state("web:1", 1), &commit("c2"), 6),
+            ReleasePlan::default()
+        );
 
         let next = plan_releases(&latest, &state("web:2", 1), &commit("c3"), 7);
         let r = &next.releases[0];

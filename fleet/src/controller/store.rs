@@ -52,7 +52,8 @@ impl Batch {
     /// Stores `value` under `key`.
     pub fn put<T: Serialize>(&mut self, key: impl Into<String>, value: &T) {
         let key = key.into();
-        let bytes = serde_json::to_vec(value).unwrap_or_else(|e| unreachable!("records serialize: {e}"));
+        let bytes =
+            serde_json::to_vec(value).unwrap_or_else(|e| unreachable!("records serialize: {e}"));
         self.deletes.retain(|k| *k != key);
         self.puts.push((key, bytes));
     }
@@ -76,7 +77,10 @@ impl Batch {
 
     /// Whether the batch changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.puts.is_empty() && self.deletes.is_empty() && self.events.is_empty() && self.expired.is_empty()
+        self.puts.is_empty()
+            && self.deletes.is_empty()
+            && self.events.is_empty()
+            && self.expired.is_empty()
     }
 }
 
@@ -97,10 +101,15 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = redb::Database::create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen(path.into()),
-            redb::DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.kind() == std::io::ErrorKind::WouldBlock =>
+            {
                 StoreError::AlreadyOpen(path.into())
             }
-            other => StoreError::Corrupted { path: path.into(), detail: other.to_string() },
+            other => StoreError::Corrupted {
+                path: path.into(),
+                detail: other.to_string(),
+            },
         })?;
         Self::init(db)
     }
@@ -132,7 +141,11 @@ impl Store {
             if !key.starts_with(prefix) {
                 break;
             }
-            let record = serde_json::from_slice(value.value()).map_err(|source| StoreError::Record { key: key.into(), source })?;
+            let record =
+                serde_json::from_slice(value.value()).map_err(|source| StoreError::Record {
+                    key: key.into(),
+                    source,
+                })?;
             out.push((key.to_string(), record));
         }
         Ok(out)
@@ -142,10 +155,15 @@ impl Store {
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(RECORDS).map_err(db_err)?;
-        let Some(value) = table.get(key).map_err(db_err)? else { return Ok(None) };
+        let Some(value) = table.get(key).map_err(db_err)? else {
+            return Ok(None);
+        };
         serde_json::from_slice(value.value())
             .map(Some)
-            .map_err(|source| StoreError::Record { key: key.into(), source })
+            .map_err(|source| StoreError::Record {
+                key: key.into(),
+                source,
+            })
     }
 
     /// Writes a batch in one transaction: all of it or nothing.
@@ -160,11 +178,14 @@ impl Store {
                 records.remove(key.as_str()).map_err(db_err)?;
             }
             for (key, value) in &batch.puts {
-                records.insert(key.as_str(), value.as_slice()).map_err(db_err)?;
+                records
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(db_err)?;
             }
             let mut events = txn.open_table(EVENTS).map_err(db_err)?;
             for event in &batch.events {
-                let bytes = serde_json::to_vec(event).unwrap_or_else(|e| unreachable!("events serialize: {e}"));
+                let bytes = serde_json::to_vec(event)
+                    .unwrap_or_else(|e| unreachable!("events serialize: {e}"));
                 events.insert(event.seq, bytes.as_slice()).map_err(db_err)?;
             }
             for seq in &batch.expired {
@@ -182,8 +203,11 @@ impl Store {
         let mut out = Vec::new();
         for item in table.range(start..).map_err(db_err)?.rev() {
             let (seq, value) = item.map_err(db_err)?;
-            let event: Event = serde_json::from_slice(value.value())
-                .map_err(|source| StoreError::Record { key: format!("event {}", seq.value()), source })?;
+            let event: Event =
+                serde_json::from_slice(value.value()).map_err(|source| StoreError::Record {
+                    key: format!("event {}", seq.value()),
+                    source,
+                })?;
             if filter.matches(&event) {
                 out.push(event);
                 if out.len() >= limit {
@@ -221,15 +245,27 @@ mod tests {
         batch.put("host/h2", &"two");
         batch.put("inst/i1", &"x");
         for seq in 1..=3 {
-            batch.event(Event { seq, ..Event::new(kind::HOST_LOST, seq, "lost") });
+            batch.event(Event {
+                seq,
+                ..Event::new(kind::HOST_LOST, seq, "lost")
+            });
         }
         store.write(batch).expect("write");
         let hosts: Vec<(String, String)> = store.scan("host/").expect("scan");
-        assert_eq!(hosts.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["one", "two"]);
+        assert_eq!(
+            hosts.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(),
+            ["one", "two"]
+        );
         assert_eq!(store.last_event_seq().expect("seq"), 3);
-        let filter = EventFilter { after: Some(1), ..EventFilter::default() };
+        let filter = EventFilter {
+            after: Some(1),
+            ..EventFilter::default()
+        };
         assert_eq!(store.events(&filter, 10).expect("events").len(), 2);
-        assert_eq!(store.events(&EventFilter::default(), 1).expect("events")[0].seq, 3);
+        assert_eq!(
+            store.events(&EventFilter::default(), 1).expect("events")[0].seq,
+            3
+        );
     }
 
     #[test]
@@ -237,12 +273,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.redb");
         let _first = Store::open(&path).expect("open");
-        assert!(matches!(Store::open(&path), Err(StoreError::AlreadyOpen(_))));
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::AlreadyOpen(_))
+        ));
 
         let bad = dir.path().join("bad.redb");
         std::fs::write(&bad, vec![7u8; 8192]).expect("write");
         let err = Store::open(&bad).expect_err("corrupted");
         assert!(err.to_string().contains("bad.redb"), "{err}");
-        assert_eq!(std::fs::read(&bad).expect("read"), vec![7u8; 8192], "left untouched");
+        assert_eq!(
+            std::fs::read(&bad).expect("read"),
+            vec![7u8; 8192],
+            "left untouched"
+        );
     }
 }

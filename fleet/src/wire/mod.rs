@@ -1,1 +1,38 @@
 //! The wire protocol: fleet CA, join tokens, mutual-TLS QUIC endpoints and message framing.
+//!
+//! - [`FleetCa`] mints the fleet's CA (`vt fleet init`) and issues every node an
+//!   [`Identity`] whose certificate names its [`Role`] and name (`<name>.<role>.vt`).
+//! - A join [`Token`] lets a new host or edge [`enroll`]; the controller's side is an
+//!   [`Enroller`].
+//! - [`server_endpoint`] and [`client_endpoint`] build QUIC endpoints that trust the fleet
+//!   CA alone; [`peer_of`] and [`require_peer`] tell a server who is connected.
+//! - [`frame`] carries JSON messages on QUIC streams; [`messages`] are what the controller,
+//!   hosts and edges say with them.
+
+mod ca;
+mod endpoint;
+mod enroll;
+mod error;
+mod files;
+pub mod frame;
+pub mod messages;
+mod peer;
+mod pin;
+mod role;
+mod token;
+
+#[cfg(test)]
+mod testkit;
+
+pub use ca::{
+    CaCert, Fingerprint, FleetCa, Identity, CA_CERT_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE,
+};
+pub use endpoint::{
+    client_endpoint, connect, server_endpoint, ClientAuth, ALPN, IDLE_TIMEOUT, KEEP_ALIVE,
+    MAX_STREAMS,
+};
+pub use enroll::{enroll, EnrollRequest, EnrollResponse, Enroller, Enrolment, ENROL_TIMEOUT};
+pub use error::WireError;
+pub use peer::{peer_id_from_cert, peer_of, require_peer};
+pub use role::{validate_name, PeerId, Role, CONTROLLER_SERVER_NAME};
+pub use token::{Claims, Token, TokenSecret, TOKEN_SECRET_FILE};

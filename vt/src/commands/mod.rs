@@ -2,7 +2,9 @@
 //! nothing itself: it calls the libraries and renders what they return.
 
 pub mod create;
+pub mod fleet;
 pub mod init;
+pub mod observe;
 pub mod read;
 pub mod schema;
 

@@ -1,0 +1,298 @@
+//! `vt fleet run`: the controller's core driven by real IO. Four tasks share
+//! one [`Controller`] behind a mutex: the git watcher (notify + poll, or fetch
+//! on an interval, and at once on a webhook), the reconcile ticker, the QUIC
+//! server for hosts and edges ([`super::sessions`]) and the HTTP API
+//! ([`super::api`]).
+
+use crate::controller::core::{Config, Controller};
+use crate::controller::events::{kind, Event};
+use crate::controller::git_source::{GitSource, GitSourceError, Location};
+use crate::controller::setup::{self, Keys, Settings, SetupError, STATE_FILE};
+use crate::controller::store::{Store, StoreError};
+use crate::controller::{api, sessions};
+use crate::plan::Millis;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{broadcast, watch, Notify};
+use tracing::{info, info_span, warn, Instrument};
+
+/// Daemon failures that stop it.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The state directory is not usable.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The state database cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The repository cannot be opened.
+    #[error(transparent)]
+    Git(#[from] GitSourceError),
+    /// A listener cannot be set up.
+    #[error(transparent)]
+    Wire(#[from] crate::wire::WireError),
+    /// The HTTP listener failed.
+    #[error("the HTTP API failed on {addr}")]
+    Http {
+        /// Its address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Unix time in milliseconds: the daemon's clock, passed into the core.
+pub fn now() -> Millis {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// What the tasks share.
+pub struct Shared {
+    controller: Mutex<Controller>,
+    /// Bumped after every change that may alter assignments or routes.
+    pub changed: watch::Sender<u64>,
+    /// Every recorded event, for `vt events -f`.
+    pub events: broadcast::Sender<Event>,
+    /// Asks the git task to look at the repository now.
+    pub git_kick: Notify,
+    /// Asks the ticker to reconcile now.
+    pub tick_kick: Notify,
+    /// Settings in force.
+    pub settings: Settings,
+    /// The state directory.
+    pub state_dir: PathBuf,
+}
+
+impl Shared {
+    /// Locks the controller (a poisoned lock is taken over: the core's state
+    /// is consistent between calls).
+    pub fn lock(&self) -> MutexGuard<'_, Controller> {
+        self.controller.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Flushes the controller's changes, publishes the events and wakes sessions.
+    pub fn commit(&self, controller: &mut Controller) {
+        match controller.flush() {
+            Ok(events) => {
+                if !events.is_empty() {
+                    for e in events {
+                        let _ = self.events.send(e);
+                    }
+                }
+                self.changed.send_modify(|v| *v += 1);
+            }
+            Err(e) => {
+                warn!(error = %crate::controller::error_chain(&e), "cannot write the state database")
+            }
+        }
+    }
+}
+
+/// Options of `vt fleet run` that override `fleet.json`.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// QUIC address.
+    pub quic: Option<std::net::SocketAddr>,
+    /// HTTP address.
+    pub http: Option<std::net::SocketAddr>,
+    /// Repository.
+    pub repo: Option<String>,
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    state_dir: &Path,
+    overrides: Overrides,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let mut settings = setup::load_settings(state_dir)?;
+    settings.quic = overrides.quic.unwrap_or(settings.quic);
+    settings.http = overrides.http.unwrap_or(settings.http);
+    settings.repo = overrides.repo.unwrap_or(settings.repo);
+    let Keys {
+        ca,
+        secret,
+        identity,
+    } = setup::load_keys(state_dir)?;
+    let store = Store::open(&state_dir.join(STATE_FILE))?;
+    let config = Config {
+        lost_after: settings.lost_after_ms,
+        ..Config::default()
+    };
+    let controller = Controller::open(store, config)?;
+    let source = GitSource::open(Location::parse(&settings.repo), &settings.branch, state_dir)?;
+
+    let endpoint = crate::wire::server_endpoint(
+        settings.quic,
+        &identity,
+        ca.cert(),
+        crate::wire::ClientAuth::Optional,
+    )?;
+    let listener = tokio::net::TcpListener::bind(settings.http)
+        .await
+        .map_err(|source| DaemonError::Http {
+            addr: settings.http,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| DaemonError::Http {
+        addr: settings.http,
+        source,
+    })?;
+    let quic_addr = endpoint.local_addr().map_err(|source| DaemonError::Http {
+        addr: settings.quic,
+        source,
+    })?;
+    info!(quic = %quic_addr, http = %http_addr, repo = %settings.repo, branch = %settings.branch, "controller listening");
+    println!(
+        "vt controller: quic {quic_addr}, http http://{http_addr}, repo {} ({})",
+        settings.repo, settings.branch
+    );
+
+    let shared = Arc::new(Shared {
+        controller: Mutex::new(controller),
+        changed: watch::channel(0).0,
+        events: broadcast::channel(4096).0,
+        git_kick: Notify::new(),
+        tick_kick: Notify::new(),
+        settings: settings.clone(),
+        state_dir: state_dir.to_path_buf(),
+    });
+    let enroller = Arc::new(crate::wire::Enroller::new(
+        ca,
+        secret,
+        Duration::from_secs(365 * 24 * 3600),
+    ));
+
+    let git = tokio::spawn(git_task(shared.clone(), source).instrument(info_span!("git")));
+    let ticker = tokio::spawn(tick_task(shared.clone()).instrument(info_span!("reconcile")));
+    let quic = tokio::spawn(
+        sessions::serve(shared.clone(), endpoint.clone(), enroller).instrument(info_span!("quic")),
+    );
+    let http = tokio::spawn(api::serve(shared.clone(), listener).instrument(info_span!("api")));
+
+    shutdown.await;
+    info!("controller stopping");
+    endpoint.close(0u32.into(), b"controller stopping");
+    for task in [git, ticker, quic, http] {
+        task.abort();
+    }
+    let mut controller = shared.lock();
+    shared.commit(&mut controller);
+    Ok(())
+}
+
+/// Reconciles every 500 ms, and at once when kicked.
+async fn tick_task(shared: Arc<Shared>) {
+    loop {
+        let _ = tokio::time::timeout(Duration::from_millis(500), shared.tick_kick.notified()).await;
+        let mut controller = shared.lock();
+        controller.tick(now());
+        shared.commit(&mut controller);
+    }
+}
+
+/// Watches the repository and applies each new head commit.
+async fn git_task(shared: Arc<Shared>, source: GitSource) {
+    let source = Arc::new(Mutex::new(source));
+    let _watcher = watch_local(&shared, &source);
+    let interval = {
+        let guard = source.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_remote() {
+            shared.settings.fetch_interval_ms
+        } else {
+            shared.settings.poll_interval_ms
+        }
+    };
+    let mut backoff = 0u32;
+    let mut last_error = String::new();
+    loop {
+        let src = source.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut src = src.lock().unwrap_or_else(|p| p.into_inner());
+            let head = src.refresh()?;
+            let snapshot = src.snapshot(&head.sha)?;
+            Ok::<_, GitSourceError>((head, snapshot))
+        })
+        .await;
+        let wait = match result {
+            Ok(Ok((head, snapshot))) => {
+                backoff = 0;
+                last_error.clear();
+                let mut controller = shared.lock();
+                if controller.meta().last_seen.as_deref() != Some(head.sha.as_str()) {
+                    let loaded = vt_repo::load(&snapshot);
+                    let outcome = controller.apply_commit(&head, &loaded, now());
+                    info!(commit = %head.sha, ?outcome, "applied commit");
+                    controller.tick(now());
+                    shared.commit(&mut controller);
+                }
+                Duration::from_millis(interval)
+            }
+            Ok(Err(e)) => {
+                let message = crate::controller::error_chain(&e);
+                if message != last_error {
+                    warn!(error = %message, "cannot read the repository");
+                    let mut controller = shared.lock();
+                    controller.record(Event::new(
+                        kind::SOURCE_FAILED,
+                        now(),
+                        format!(
+                            "cannot read the repository, keeping the last good state: {message}"
+                        ),
+                    ));
+                    shared.commit(&mut controller);
+                    last_error = message;
+                }
+                backoff = (backoff + 1).min(5);
+                Duration::from_millis(500 << backoff)
+            }
+            Err(e) => {
+                warn!(error = %e, "git task failed");
+                Duration::from_secs(1)
+            }
+        };
+        let _ = tokio::time::timeout(wait, shared.git_kick.notified()).await;
+    }
+}
+
+/// Kicks the git task whenever a ref of a local repository changes.
+fn watch_local(
+    shared: &Arc<Shared>,
+    source: &Arc<Mutex<GitSource>>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let paths = source
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .watch_paths();
+    if paths.is_empty() {
+        return None;
+    }
+    let handle = tokio::runtime::Handle::current();
+    let kick = shared.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let kick = kick.clone();
+            handle.spawn(async move { kick.git_kick.notify_one() });
+        }
+    })
+    .map_err(|e| warn!(error = %e, "cannot watch the repository; polling only"))
+    .ok()?;
+    for (i, path) in paths.iter().enumerate() {
+        let mode = if i == 0 {
+            notify::RecursiveMode::Recursive
+        } else {
+            notify::RecursiveMode::NonRecursive
+        };
+        if path.exists() {
+            if let Err(e) = watcher.watch(path, mode) {
+                warn!(path = %path.display(), error = %e, "cannot watch");
+            }
+        }
+    }
+    Some(watcher)
+}

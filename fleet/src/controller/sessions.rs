@@ -1,0 +1,164 @@
+//! The controller's QUIC side. A connection without a certificate may only
+//! enrol; a host keeps one session stream on which it registers and reports
+//! and receives its assignments; an edge receives the routing table. Sessions
+//! push whenever the controller's state changes ([`Shared::changed`]).
+
+use crate::controller::daemon::{now, Shared};
+use crate::controller::error_chain;
+use crate::wire::messages::{ControllerMessage, HostMessage};
+use crate::wire::{frame, peer_of, Enroller, PeerId, Role, WireError};
+use std::sync::Arc;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+/// Accepts connections until the endpoint closes.
+pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint, enroller: Arc<Enroller>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let shared = shared.clone();
+        let enroller = enroller.clone();
+        let remote = incoming.remote_address();
+        tokio::spawn(
+            async move {
+                let conn = match incoming.await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // A wrong CA or an expired certificate ends here.
+                        warn!(error = %e, "refused a connection at the TLS handshake");
+                        return;
+                    }
+                };
+                let result = match peer_of(&conn) {
+                    Ok(None) => enroller
+                        .serve(&conn)
+                        .await
+                        .map(|peer| info!(role = %peer.role, name = %peer.name, "enrolled")),
+                    Ok(Some(peer)) if peer.role == Role::Host => {
+                        let span = info_span!("host", host = %peer.name);
+                        host_session(&shared, &conn, &peer).instrument(span).await
+                    }
+                    Ok(Some(peer)) if peer.role == Role::Edge => {
+                        let span = info_span!("edge", edge = %peer.name);
+                        edge_session(&shared, &conn).instrument(span).await
+                    }
+                    Ok(Some(peer)) => Err(WireError::RoleNotAllowed { peer }),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
+                    debug!(error = %error_chain(&e), "session ended");
+                    conn.close(1u32.into(), b"session ended");
+                }
+            }
+            .instrument(info_span!("conn", %remote)),
+        );
+    }
+}
+
+/// One host's session: registration, then reports in and assignments out.
+async fn host_session(
+    shared: &Shared,
+    conn: &quinn::Connection,
+    peer: &PeerId,
+) -> Result<(), WireError> {
+    let (mut send, mut recv) = conn.accept_bi().await?;
+    let registration = match frame::recv::<HostMessage>(&mut recv).await? {
+        Some(HostMessage::Register(reg)) if reg.name == peer.name => reg,
+        Some(HostMessage::Register(reg)) => {
+            warn!(claimed = %reg.name, "host registered under another name than its certificate's");
+            return Err(WireError::CertificateParse(format!(
+                "host `{}` registered as `{}`",
+                peer.name, reg.name
+            )));
+        }
+        _ => return Err(WireError::NoMessage),
+    };
+    let heartbeat_ms = {
+        let mut controller = shared.lock();
+        controller.register_host(&registration, now());
+        shared.commit(&mut controller);
+        controller.config().heartbeat
+    };
+    frame::send(&mut send, &ControllerMessage::Welcome { heartbeat_ms }).await?;
+    // Reading a frame is not cancel-safe: a task reads, the loop selects on a channel.
+    let (tx, mut messages) = tokio::sync::mpsc::channel(16);
+    let reader = tokio::spawn(async move {
+        loop {
+            let message = frame::recv::<HostMessage>(&mut recv).await;
+            let end = !matches!(message, Ok(Some(_)));
+            if tx.send(message).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let result = host_loop(shared, &mut send, &mut messages, peer).await;
+    reader.abort();
+    result
+}
+
+async fn host_loop(
+    shared: &Shared,
+    send: &mut quinn::SendStream,
+    messages: &mut tokio::sync::mpsc::Receiver<Result<Option<HostMessage>, WireError>>,
+    peer: &PeerId,
+) -> Result<(), WireError> {
+    let mut changed = shared.changed.subscribe();
+    let mut last_sent = None;
+    loop {
+        let assignments = shared.lock().assignments(&peer.name);
+        if last_sent.as_ref() != Some(&assignments) {
+            frame::send(
+                send,
+                &ControllerMessage::Assign {
+                    instances: assignments.clone(),
+                },
+            )
+            .await?;
+            last_sent = Some(assignments);
+        }
+        tokio::select! {
+            message = messages.recv() => match message.unwrap_or(Ok(None))? {
+                Some(HostMessage::Report { instances }) => {
+                    let mut controller = shared.lock();
+                    let before = controller.instances_of_host(&peer.name);
+                    controller.report(&peer.name, &instances, now());
+                    let moved = controller.instances_of_host(&peer.name) != before;
+                    shared.commit(&mut controller);
+                    if moved {
+                        shared.tick_kick.notify_one();
+                    }
+                }
+                Some(HostMessage::Register(_)) => return Err(WireError::NoMessage),
+                None => {
+                    info!("host closed its session");
+                    return Ok(());
+                }
+            },
+            changed_result = changed.changed() => {
+                if changed_result.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// One edge's session: the routing table, whenever it changes.
+async fn edge_session(shared: &Shared, conn: &quinn::Connection) -> Result<(), WireError> {
+    let (mut send, _recv) = conn.accept_bi().await?;
+    let mut changed = shared.changed.subscribe();
+    let mut last_sent = None;
+    loop {
+        let routes = shared.lock().routes();
+        if last_sent.as_ref() != Some(&routes) {
+            frame::send(
+                &mut send,
+                &ControllerMessage::Routes {
+                    routes: routes.clone(),
+                },
+            )
+            .await?;
+            last_sent = Some(routes);
+        }
+        if changed.changed().await.is_err() {
+            return Ok(());
+        }
+    }
+}

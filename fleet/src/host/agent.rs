@@ -1,0 +1,173 @@
+//! The agent's session with the controller: enrol once (join token → fleet
+//! certificate kept in the state dir), then connect, register, report, and
+//! apply assignments; reconnect with backoff when the connection drops.
+
+use crate::controller::daemon::now;
+use crate::controller::error_chain;
+use crate::host::Runtime;
+use crate::wire::messages::{ControllerMessage, HostMessage, HostRegistration};
+use crate::wire::{self, frame, CaCert, Identity, Role, WireError, CONTROLLER_SERVER_NAME};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tracing::{info, info_span, warn, Instrument};
+
+/// Agent failures that stop it.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// No certificate yet and no join token to get one.
+    #[error("this host has no fleet certificate in {0}: pass --token with a join token from `vt fleet token create --role host`")]
+    NoToken(PathBuf),
+    /// Enrolment or TLS setup failed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The state directory cannot be created.
+    #[error("cannot create {path}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What `vt host run` was told.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// The controller's QUIC address.
+    pub controller: SocketAddr,
+    /// Join token, needed once.
+    pub token: Option<String>,
+    /// Host name (DNS label).
+    pub registration: HostRegistration,
+    /// Where the certificate lives.
+    pub state_dir: PathBuf,
+}
+
+/// Loads the host's certificate, enrolling with the token the first time.
+pub async fn identity(opts: &AgentOptions) -> Result<(Identity, CaCert), AgentError> {
+    std::fs::create_dir_all(&opts.state_dir).map_err(|source| AgentError::Io {
+        path: opts.state_dir.clone(),
+        source,
+    })?;
+    if let (Ok(identity), Ok(ca)) = (
+        Identity::load(&opts.state_dir),
+        CaCert::load(&opts.state_dir),
+    ) {
+        return Ok((identity, ca));
+    }
+    let token = opts
+        .token
+        .as_deref()
+        .ok_or_else(|| AgentError::NoToken(opts.state_dir.clone()))?;
+    let enrolment =
+        wire::enroll(opts.controller, token, Role::Host, &opts.registration.name).await?;
+    enrolment.save(&opts.state_dir)?;
+    info!(name = %opts.registration.name, "enrolled with the fleet");
+    Ok((enrolment.identity, enrolment.ca))
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(
+    opts: AgentOptions,
+    mut runtime: Box<dyn Runtime>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let (identity, ca) = identity(&opts).await?;
+    let bind: SocketAddr = if opts.controller.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()
+    .map_err(|_| WireError::NoMessage)?;
+    let endpoint = wire::client_endpoint(bind, Some(&identity), &ca)?;
+    let name = opts.registration.name.clone();
+    let sessions = async {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let span = info_span!("session", host = %name, controller = %opts.controller);
+            match session(&endpoint, &opts, runtime.as_mut())
+                .instrument(span)
+                .await
+            {
+                Ok(()) => {
+                    info!("the controller closed the session; reconnecting");
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => warn!(error = %error_chain(&e), retry_in = ?backoff, "session failed"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(3));
+        }
+    };
+    tokio::select! {
+        () = sessions => {}
+        () = shutdown => info!("host agent stopping"),
+    }
+    endpoint.close(0u32.into(), b"host stopping");
+    Ok(())
+}
+
+async fn session(
+    endpoint: &quinn::Endpoint,
+    opts: &AgentOptions,
+    runtime: &mut dyn Runtime,
+) -> Result<(), WireError> {
+    let conn = wire::connect(endpoint, opts.controller, CONTROLLER_SERVER_NAME).await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    frame::send(&mut send, &HostMessage::Register(opts.registration.clone())).await?;
+    let heartbeat = match frame::recv::<ControllerMessage>(&mut recv).await? {
+        Some(ControllerMessage::Welcome { heartbeat_ms }) => {
+            Duration::from_millis(heartbeat_ms.max(100))
+        }
+        _ => return Err(WireError::NoMessage),
+    };
+    info!(runtime = runtime.name(), "registered with the controller");
+    // Frames are read by a task so the loop can select on a cancel-safe channel.
+    let (tx, mut messages) = tokio::sync::mpsc::channel(16);
+    let reader = tokio::spawn(async move {
+        loop {
+            let message = frame::recv::<ControllerMessage>(&mut recv).await;
+            let end = !matches!(message, Ok(Some(_)));
+            if tx.send(message).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    let mut last_report = tokio::time::Instant::now();
+    let result = loop {
+        let mut report_now = false;
+        tokio::select! {
+            message = messages.recv() => match message.unwrap_or(Ok(None)) {
+                Ok(Some(ControllerMessage::Assign { instances })) => {
+                    runtime.apply(&instances, now());
+                    report_now = true;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            },
+            _ = poll.tick() => {
+                report_now = runtime.poll(now()) || last_report.elapsed() >= heartbeat;
+            }
+        }
+        if report_now {
+            if let Err(e) = frame::send(
+                &mut send,
+                &HostMessage::Report {
+                    instances: runtime.report(),
+                },
+            )
+            .await
+            {
+                break Err(e);
+            }
+            last_report = tokio::time::Instant::now();
+        }
+    };
+    reader.abort();
+    result
+}

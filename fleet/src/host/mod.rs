@@ -1,0 +1,8 @@
+//! The host agent (`vt host run`): enrols with a join token, keeps a session
+//! with the controller, and runs its assigned instances through a [`Runtime`].
+
+pub mod agent;
+pub mod runtime;
+pub mod sim_runtime;
+
+pub use runtime::Runtime;

@@ -1,0 +1,20 @@
+//! The seam between the agent and what actually runs instances. The qemu
+//! microVM runtime and the simulated one implement it; the agent does not
+//! know which it drives.
+
+use crate::plan::Millis;
+use crate::wire::messages::{Assignment, InstanceReport};
+
+/// Runs instances. Level-triggered: `apply` gets the whole assignment list.
+pub trait Runtime: Send {
+    /// A short name for logs and `describe` (`sim`, `microvm`).
+    fn name(&self) -> &'static str;
+    /// Brings the instances in line with `assignments`: starts the missing
+    /// `Run` ones, stops `Stop` ones and any instance not listed.
+    fn apply(&mut self, assignments: &[Assignment], now: Millis);
+    /// Advances lifecycles; returns whether any phase changed.
+    fn poll(&mut self, now: Millis) -> bool;
+    /// Every instance, for the next report. Instances reported as stopped
+    /// are forgotten afterwards.
+    fn report(&mut self) -> Vec<InstanceReport>;
+}

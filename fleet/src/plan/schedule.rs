@@ -1,0 +1,334 @@
+//! The scheduler: what each host has free, and which host an instance goes to.
+
+use super::observe::Index;
+use super::{Host, HostStatus, Instance, Observed, WorkloadKey};
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+use vt_repo::Cpu;
+
+/// What the instances on one host hold.
+#[derive(Debug, Default)]
+struct Load<'a> {
+    /// Cpu held by live instances, in millicores.
+    cpu: u64,
+    /// Memory held by live instances, in bytes.
+    memory: u64,
+    /// Cpu held by stopping instances, free once they stop.
+    stopping_cpu: u64,
+    /// Memory held by stopping instances, free once they stop.
+    stopping_memory: u64,
+    /// Live replicas per (workload, release).
+    replicas: BTreeMap<(&'a WorkloadKey, u64), u32>,
+}
+
+/// Cpu and memory, free or needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Room {
+    cpu: u64,
+    memory: u64,
+}
+
+impl Room {
+    fn covers(self, need: Room) -> bool {
+        self.cpu >= need.cpu && self.memory >= need.memory
+    }
+
+    /// "512Mi memory and 250m cpu".
+    fn describe(self) -> String {
+        let cpu = Cpu(u32::try_from(self.cpu).unwrap_or(u32::MAX));
+        format!("{} memory and {cpu} cpu", bytes(self.memory))
+    }
+}
+
+/// One instance to place.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Request<'a> {
+    /// Workload.
+    pub key: &'a WorkloadKey,
+    /// Workload name, for reasons.
+    pub name: &'a str,
+    /// Release to run.
+    pub release: u64,
+    /// Region to place in.
+    pub region: &'a str,
+    /// Cpu needed, in millicores.
+    pub cpu: u32,
+    /// Memory needed, in bytes.
+    pub memory: u64,
+    /// Volume slot, for a workload with volumes.
+    pub slot: Option<u32>,
+}
+
+impl Request<'_> {
+    fn need(&self) -> Room {
+        Room {
+            cpu: u64::from(self.cpu),
+            memory: self.memory,
+        }
+    }
+}
+
+/// The outcome of placing one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// Reserved on this host ID.
+    Placed {
+        /// Host ID.
+        host: String,
+        /// Why this host.
+        reason: String,
+    },
+    /// Fits once stopping instances free their resources.
+    Wait(String),
+    /// Fits nowhere now.
+    Unplaceable(String),
+}
+
+/// Resources held on every host, updated as the planner stops and places
+/// instances within one call so that it never overcommits.
+#[derive(Debug)]
+pub(super) struct Ledger<'a> {
+    loads: BTreeMap<&'a str, Load<'a>>,
+}
+
+impl<'a> Ledger<'a> {
+    /// The resources held by the observed instances.
+    pub(super) fn new(observed: &'a Observed) -> Self {
+        let mut loads: BTreeMap<&str, Load> = BTreeMap::new();
+        for i in &observed.instances {
+            if !i.phase.holds_resources() {
+                continue;
+            }
+            let load = loads.entry(i.host.as_str()).or_default();
+            if i.phase.is_live() {
+                load.cpu += u64::from(i.cpu);
+                load.memory += i.memory;
+                *load.replicas.entry((&i.key, i.release)).or_default() += 1;
+            } else {
+                load.stopping_cpu += u64::from(i.cpu);
+                load.stopping_memory += i.memory;
+            }
+        }
+        Ledger { loads }
+    }
+
+    /// Records that a live instance is being stopped: it keeps its resources
+    /// until it has stopped, but no longer counts as a replica.
+    pub(super) fn stop(&mut self, i: &'a Instance) {
+        if !i.phase.is_live() {
+            return;
+        }
+        let Some(load) = self.loads.get_mut(i.host.as_str()) else {
+            return;
+        };
+        load.cpu = load.cpu.saturating_sub(u64::from(i.cpu));
+        load.memory = load.memory.saturating_sub(i.memory);
+        load.stopping_cpu += u64::from(i.cpu);
+        load.stopping_memory += i.memory;
+        if let Some(n) = load.replicas.get_mut(&(&i.key, i.release)) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Free now, and free once the stopping instances have stopped.
+    fn room(&self, h: &Host) -> (Room, Room) {
+        let (held, stopping) = self.loads.get(h.id.as_str()).map_or(
+            (Room { cpu: 0, memory: 0 }, Room { cpu: 0, memory: 0 }),
+            |l| {
+                (
+                    Room {
+                        cpu: l.cpu,
+                        memory: l.memory,
+                    },
+                    Room {
+                        cpu: l.stopping_cpu,
+                        memory: l.stopping_memory,
+                    },
+                )
+            },
+        );
+        let later = Room {
+            cpu: u64::from(h.cpu).saturating_sub(held.cpu),
+            memory: h.memory.saturating_sub(held.memory),
+        };
+        let now = Room {
+            cpu: later.cpu.saturating_sub(stopping.cpu),
+            memory: later.memory.saturating_sub(stopping.memory),
+        };
+        (now, later)
+    }
+
+    fn replicas(&self, h: &Host, req: &Request) -> u32 {
+        self.loads
+            .get(h.id.as_str())
+            .and_then(|l| l.replicas.get(&(req.key, req.release)))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn reserve(&mut self, h: &'a Host, req: &Request<'a>) {
+        let load = self.loads.entry(h.id.as_str()).or_default();
+        load.cpu += u64::from(req.cpu);
+        load.memory += req.memory;
+        *load.replicas.entry((req.key, req.release)).or_default() += 1;
+    }
+
+    /// Places one instance: on `pinned` (the host holding its slot's
+    /// volumes) if given, else on the best `Ready` host of the region.
+    pub(super) fn place(
+        &mut self,
+        index: &Index<'a>,
+        req: &Request<'a>,
+        pinned: Option<&str>,
+    ) -> Placement {
+        match pinned {
+            Some(id) => self.place_pinned(index, req, id),
+            None => self.place_best(index, req),
+        }
+    }
+
+    fn place_pinned(&mut self, index: &Index<'a>, req: &Request<'a>, id: &str) -> Placement {
+        let slot = req
+            .slot
+            .map_or_else(String::new, |s| format!(" of slot {s}"));
+        let Some(h) = index.ready_host(id) else {
+            return Placement::Wait(format!(
+                "the volumes{slot} live on {}: waiting for it to come back",
+                index.describe_host(id)
+            ));
+        };
+        if h.region != req.region {
+            return Placement::Unplaceable(format!(
+                "host {} holds the volumes{slot} but is in region {}, not {}",
+                h.name, h.region, req.region
+            ));
+        }
+        let (now, later) = self.room(h);
+        let need = req.need();
+        if now.covers(need) {
+            self.reserve(h, req);
+            Placement::Placed {
+                host: h.id.clone(),
+                reason: format!(
+                    "host {} holds the volumes{slot}; {} free",
+                    h.name,
+                    now.describe()
+                ),
+            }
+        } else if later.covers(need) {
+            Placement::Wait(format!(
+                "host {} holds the volumes{slot} and has room for {} once its stopping instances stop",
+                h.name,
+                need.describe()
+            ))
+        } else {
+            Placement::Unplaceable(format!(
+                "host {} holds the volumes{slot} but has only {} free; {} needed",
+                h.name,
+                now.describe(),
+                need.describe()
+            ))
+        }
+    }
+
+    fn place_best(&mut self, index: &Index<'a>, req: &Request<'a>) -> Placement {
+        let region = req.region;
+        let hosts: Vec<&Host> = index.hosts_in(region).collect();
+        if hosts.is_empty() {
+            return Placement::Unplaceable(format!("no host in region {region}"));
+        }
+        let ready: Vec<&Host> = hosts
+            .iter()
+            .copied()
+            .filter(|h| h.status == HostStatus::Ready)
+            .collect();
+        if ready.is_empty() {
+            let lost: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+            return Placement::Unplaceable(format!(
+                "no Ready host in region {region} (lost: {})",
+                lost.join(", ")
+            ));
+        }
+        let need = req.need();
+        let best = ready
+            .iter()
+            .copied()
+            .filter(|h| self.room(h).0.covers(need))
+            .min_by_key(|h| (self.replicas(h, req), Reverse(self.room(h).0.memory), &h.id));
+        if let Some(h) = best {
+            let (free, _) = self.room(h);
+            let replicas = self.replicas(h, req);
+            self.reserve(h, req);
+            let volumes = req.slot.map_or_else(String::new, |s| {
+                format!("; the volumes of slot {s} are created there")
+            });
+            return Placement::Placed {
+                host: h.id.clone(),
+                reason: format!(
+                    "host {}: {} free; fewest replicas of {} release {} ({replicas}){volumes}",
+                    h.name,
+                    free.describe(),
+                    req.name,
+                    req.release
+                ),
+            };
+        }
+        if let Some(h) = ready.iter().find(|h| self.room(h).1.covers(need)) {
+            return Placement::Wait(format!(
+                "no host in region {region} has {} free until stopping instances stop (host {} will)",
+                need.describe(),
+                h.name
+            ));
+        }
+        let roomiest = ready.iter().copied().max_by_key(|h| {
+            let (free, _) = self.room(h);
+            (free.memory, free.cpu, Reverse(&h.id))
+        });
+        let best = roomiest.map_or_else(String::new, |h| {
+            format!(
+                " (best: host {} has {} free)",
+                h.name,
+                self.room(h).0.describe()
+            )
+        });
+        Placement::Unplaceable(format!(
+            "no host in region {region} with {} free{best}",
+            need.describe()
+        ))
+    }
+}
+
+/// A byte count for people: `512Mi`, `1.5Gi`, `100`.
+fn bytes(n: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("Ti", 1 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ];
+    for (unit, size) in UNITS {
+        if n < size {
+            continue;
+        }
+        if n.is_multiple_of(size) {
+            return format!("{}{unit}", n / size);
+        }
+        let tenths = (u128::from(n) * 10 + u128::from(size / 2)) / u128::from(size);
+        return format!("{}.{}{unit}", tenths / 10, tenths % 10);
+    }
+    n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bytes;
+
+    #[test]
+    fn byte_counts_read_well() {
+        assert_eq!(bytes(0), "0");
+        assert_eq!(bytes(512 << 20), "512Mi");
+        assert_eq!(bytes(3 << 29), "1.5Gi");
+        assert_eq!(bytes(1000), "1000");
+        assert_eq!(bytes((1 << 40) + 1), "1.0Ti");
+    }
+}

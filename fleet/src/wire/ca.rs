@@ -1,0 +1,415 @@
+//! The fleet CA that `vt fleet init` mints, and the node identities it issues.
+
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+use super::error::WireError;
+use super::files::{self, Mode};
+use super::peer::peer_id_from_cert;
+use super::role::{PeerId, Role, CONTROLLER_SERVER_NAME};
+
+/// File name of the CA certificate in a state directory (every node has one).
+pub const CA_CERT_FILE: &str = "ca.pem";
+/// File name of the CA's private key (the controller's state directory only), mode 0600.
+pub const CA_KEY_FILE: &str = "ca.key";
+/// File name of a node's own certificate in its state directory.
+pub const CERT_FILE: &str = "node.pem";
+/// File name of a node's own private key in its state directory, mode 0600.
+pub const KEY_FILE: &str = "node.key";
+
+/// How long a fleet CA is valid.
+const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// How far back certificates are back-dated, to tolerate clocks a little behind.
+pub(crate) const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// The SHA-256 digest of a certificate's DER bytes; written as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of a DER-encoded certificate.
+    pub fn of(der: &[u8]) -> Self {
+        Fingerprint(Sha256::digest(der).into())
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 || !hex.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks(2)) {
+            let pair = std::str::from_utf8(pair).ok()?;
+            *byte = u8::from_str_radix(pair, 16).ok()?;
+        }
+        Some(Fingerprint(out))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let hex = String::deserialize(d)?;
+        Fingerprint::from_hex(&hex)
+            .ok_or_else(|| serde::de::Error::custom("expected 64 hex digits of a SHA-256 digest"))
+    }
+}
+
+/// The fleet CA's certificate: the one trust anchor of every node.
+#[derive(Clone, Debug)]
+pub struct CaCert {
+    pem: String,
+    der: CertificateDer<'static>,
+}
+
+impl CaCert {
+    /// Parses a PEM certificate.
+    pub fn from_pem(pem: &str) -> Result<Self, WireError> {
+        Self::parse(pem, || "the CA certificate".to_owned())
+    }
+
+    fn parse(pem: &str, what: impl Fn() -> String) -> Result<Self, WireError> {
+        let der =
+            CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|source| WireError::Pem {
+                what: what(),
+                source,
+            })?;
+        Ok(CaCert {
+            pem: pem.to_owned(),
+            der,
+        })
+    }
+
+    /// Loads `ca.pem` from a state directory.
+    pub fn load(dir: &Path) -> Result<Self, WireError> {
+        let path = dir.join(CA_CERT_FILE);
+        let pem = files::read_string(&path)?;
+        Self::parse(&pem, || format!("the CA certificate in {}", path.display()))
+    }
+
+    /// Writes `ca.pem` into a state directory.
+    pub fn save(&self, dir: &Path) -> Result<(), WireError> {
+        files::write(&dir.join(CA_CERT_FILE), self.pem.as_bytes(), Mode::Public)
+    }
+
+    /// The certificate as PEM.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// The certificate as DER.
+    pub fn der(&self) -> &CertificateDer<'static> {
+        &self.der
+    }
+
+    /// The SHA-256 fingerprint that join tokens pin.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.der)
+    }
+}
+
+/// The fleet CA with its private key: lives in the controller's state directory and
+/// issues every node's certificate.
+#[derive(Debug)]
+pub struct FleetCa {
+    cert: CaCert,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl FleetCa {
+    /// Makes a new self-signed CA (ECDSA P-256, valid ten years) and stores it as
+    /// `ca.pem` and `ca.key` (mode 0600) in `dir`. Refuses to replace an existing CA.
+    pub fn create(dir: &Path) -> Result<Self, WireError> {
+        for file in [CA_CERT_FILE, CA_KEY_FILE] {
+            if dir.join(file).exists() {
+                return Err(WireError::CaExists(dir.to_owned()));
+            }
+        }
+        let now = SystemTime::now();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "vt fleet");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "vt fleet CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = (now - CLOCK_SKEW).into();
+        params.not_after = (now + CA_VALIDITY).into();
+        params.serial_number = Some(random_serial()?);
+        let key = KeyPair::generate()?;
+        let key_pem = key.serialize_pem();
+        let cert = CaCert::from_pem(&params.self_signed(&key)?.pem())?;
+        files::write(&dir.join(CA_KEY_FILE), key_pem.as_bytes(), Mode::Private)?;
+        cert.save(dir)?;
+        Ok(FleetCa {
+            cert,
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// Loads the CA that [`FleetCa::create`] stored in `dir`.
+    pub fn load(dir: &Path) -> Result<Self, WireError> {
+        let cert = CaCert::load(dir)?;
+        let key = KeyPair::from_pem(&files::read_string(&dir.join(CA_KEY_FILE))?)?;
+        let issuer = Issuer::from_ca_cert_der(cert.der(), key)?;
+        Ok(FleetCa { cert, issuer })
+    }
+
+    /// The CA's certificate, which every node trusts.
+    pub fn cert(&self) -> &CaCert {
+        &self.cert
+    }
+
+    /// Issues a certificate and a fresh key for a node, valid from now (back-dated five
+    /// minutes for clock skew) for `validity`.
+    pub fn issue(&self, role: Role, name: &str, validity: Duration) -> Result<Identity, WireError> {
+        let now = SystemTime::now();
+        self.issue_between(role, name, now - CLOCK_SKEW, now + validity)
+    }
+
+    /// Issues a certificate and a fresh key for a node, valid between the two times.
+    ///
+    /// The certificate's subject is `CN=<name>, OU=<role>, O=vt fleet`; its DNS name
+    /// `<name>.<role>.vt` is what [`peer_id_from_cert`] reads back. A controller's
+    /// certificate also names `controller.vt`, `localhost`, `127.0.0.1` and `::1`.
+    /// Every certificate may serve and dial (both server and client auth).
+    pub fn issue_between(
+        &self,
+        role: Role,
+        name: &str,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<Identity, WireError> {
+        let id = PeerId::new(role, name)?;
+        let mut sans = vec![id.dns_name()];
+        if role == Role::Controller {
+            sans.extend(
+                [CONTROLLER_SERVER_NAME, "localhost", "127.0.0.1", "::1"].map(str::to_owned),
+            );
+        }
+        let mut params = CertificateParams::new(sans)?;
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "vt fleet");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, role.as_str());
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
+        params.serial_number = Some(random_serial()?);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Identity::from_pem(&cert.pem(), &key.serialize_pem())
+    }
+}
+
+/// A node's own certificate and private key, as issued by the fleet CA.
+pub struct Identity {
+    cert_pem: String,
+    key_pem: String,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    peer: PeerId,
+}
+
+impl Identity {
+    /// Parses a certificate and its key from PEM, and reads the role and name the
+    /// certificate carries.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, WireError> {
+        Self::parse(cert_pem, key_pem, "")
+    }
+
+    fn parse(cert_pem: &str, key_pem: &str, place: &str) -> Result<Self, WireError> {
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|source| {
+            WireError::Pem {
+                what: format!("the node certificate{place}"),
+                source,
+            }
+        })?;
+        let key =
+            PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|source| WireError::Pem {
+                what: format!("the node key{place}"),
+                source,
+            })?;
+        let peer = peer_id_from_cert(&cert)?;
+        Ok(Identity {
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
+            cert,
+            key,
+            peer,
+        })
+    }
+
+    /// Loads `node.pem` and `node.key` from a state directory.
+    pub fn load(dir: &Path) -> Result<Self, WireError> {
+        let cert_pem = files::read_string(&dir.join(CERT_FILE))?;
+        let key_pem = files::read_string(&dir.join(KEY_FILE))?;
+        Self::parse(&cert_pem, &key_pem, &format!(" in {}", dir.display()))
+    }
+
+    /// Writes `node.pem` and `node.key` (mode 0600) into a state directory.
+    pub fn save(&self, dir: &Path) -> Result<(), WireError> {
+        files::write(&dir.join(KEY_FILE), self.key_pem.as_bytes(), Mode::Private)?;
+        files::write(&dir.join(CERT_FILE), self.cert_pem.as_bytes(), Mode::Public)
+    }
+
+    /// The role and name the certificate carries.
+    pub fn peer_id(&self) -> &PeerId {
+        &self.peer
+    }
+
+    /// The certificate as PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The private key as PEM.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
+    /// The certificate as DER.
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert
+    }
+
+    /// A copy of the private key, for a TLS configuration.
+    pub(crate) fn private_key(&self) -> PrivateKeyDer<'static> {
+        self.key.clone_key()
+    }
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity {
+            cert_pem: self.cert_pem.clone(),
+            key_pem: self.key_pem.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone_key(),
+            peer: self.peer.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A random positive 128-bit serial number.
+fn random_serial() -> Result<SerialNumber, WireError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(WireError::Random)?;
+    // Positive (high bit clear) and with a non-zero first byte, so it stays 16 bytes.
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn create_then_load_issues_certificates_that_chain_to_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let created = FleetCa::create(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(CA_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let loaded = FleetCa::load(dir.path()).unwrap();
+        assert_eq!(loaded.cert().fingerprint(), created.cert().fingerprint());
+        let id = loaded
+            .issue(Role::Host, "node-1", Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(id.peer_id(), &PeerId::new(Role::Host, "node-1").unwrap());
+
+        let err = FleetCa::create(dir.path()).unwrap_err();
+        assert!(matches!(err, WireError::CaExists(_)), "{err}");
+    }
+
+    #[test]
+    fn identities_round_trip_through_a_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = FleetCa::create(&dir.path().join("ca")).unwrap();
+        let id = ca
+            .issue(Role::Edge, "edge-7", Duration::from_secs(60))
+            .unwrap();
+        id.save(&dir.path().join("edge")).unwrap();
+        let back = Identity::load(&dir.path().join("edge")).unwrap();
+        assert_eq!(back.peer_id(), id.peer_id());
+        assert_eq!(back.cert_pem(), id.cert_pem());
+    }
+
+    #[test]
+    fn bad_names_are_refused_before_issuing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = FleetCa::create(dir.path()).unwrap();
+        let err = ca
+            .issue(Role::Host, "evil.controller", Duration::from_secs(60))
+            .unwrap_err();
+        assert!(matches!(err, WireError::InvalidName(_)), "{err}");
+    }
+
+    #[test]
+    fn fingerprints_print_and_parse_as_hex() {
+        let fp = Fingerprint::of(b"anything");
+        let hex = fp.to_string();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(Fingerprint::from_hex(&hex), Some(fp));
+        assert_eq!(Fingerprint::from_hex("zz"), None);
+        assert_eq!(Fingerprint::from_hex(&"é".repeat(32)), None);
+    }
+}

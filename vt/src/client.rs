@@ -1,0 +1,167 @@
+//! The controller's HTTP API from the CLI's side: address and token from
+//! flags, environment or the config file, JSON in, [`CliError`] out.
+
+use crate::error::{CliError, Exit};
+use serde::de::DeserializeOwned;
+use std::io::BufRead;
+use std::path::PathBuf;
+
+/// Where the controller is and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+}
+
+/// `~/.config/vt/config.json` (or `$XDG_CONFIG_HOME/vt/config.json`).
+#[derive(Debug, Default, serde::Deserialize)]
+struct ConfigFile {
+    controller: Option<String>,
+    token: Option<String>,
+}
+
+fn config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("vt").join("config.json"))
+}
+
+impl Client {
+    /// From `--controller`/`--token` (which clap also fills from `VT_CONTROLLER`
+    /// and `VT_TOKEN`), falling back to the config file.
+    pub fn new(controller: Option<&str>, token: Option<&str>) -> Result<Client, CliError> {
+        let file: ConfigFile = config_path()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let base = controller.map(str::to_string).or(file.controller).ok_or_else(|| {
+            CliError::new(Exit::Usage, "E_NO_CONTROLLER", "no controller address")
+                .hint("pass --controller http://HOST:PORT, set VT_CONTROLLER, or put {\"controller\", \"token\"} in ~/.config/vt/config.json")
+        })?;
+        let token = token.map(str::to_string).or(file.token).unwrap_or_default();
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    fn request(
+        &self,
+        path: &str,
+        query: &[(&str, Option<String>)],
+    ) -> Result<ureq::Response, CliError> {
+        let mut req = ureq::get(&format!("{}{path}", self.base))
+            .set("authorization", &format!("Bearer {}", self.token));
+        for (key, value) in query {
+            if let Some(value) = value {
+                req = req.query(key, value);
+            }
+        }
+        req.call().map_err(|e| match e {
+            ureq::Error::Status(status, resp) => {
+                let body: serde_json::Value = resp.into_json().unwrap_or_default();
+                let message = body["message"]
+                    .as_str()
+                    .unwrap_or("the controller refused the request")
+                    .to_string();
+                let code = match status {
+                    401 => "E_UNAUTHORIZED",
+                    404 => "E_NOT_FOUND",
+                    400 => "E_USAGE",
+                    _ => "E_CONTROLLER",
+                };
+                let exit = match status {
+                    404 => Exit::NotFound,
+                    400 => Exit::Usage,
+                    _ => Exit::Failure,
+                };
+                let err = CliError::new(exit, code, message);
+                match body["hint"].as_str() {
+                    Some(hint) => err.hint(hint),
+                    None => err,
+                }
+            }
+            ureq::Error::Transport(t) => CliError::new(
+                Exit::Failure,
+                "E_UNREACHABLE",
+                format!("cannot reach the controller at {}: {t}", self.base),
+            )
+            .hint("is `vt fleet run` running? check --controller / VT_CONTROLLER"),
+        })
+    }
+
+    /// GETs `path` and decodes the JSON answer.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, Option<String>)],
+    ) -> Result<T, CliError> {
+        self.request(path, query)?.into_json().map_err(|e| {
+            CliError::new(
+                Exit::Failure,
+                "E_CONTROLLER",
+                format!("the controller's answer is not valid: {e}"),
+            )
+        })
+    }
+
+    /// GETs a server-sent-events stream and calls `each` with every event's data.
+    pub fn follow<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, Option<String>)],
+        mut each: impl FnMut(T),
+    ) -> Result<(), CliError> {
+        let reader = std::io::BufReader::new(self.request(path, query)?.into_reader());
+        for line in reader.lines() {
+            let line = line.map_err(|e| {
+                CliError::new(
+                    Exit::Failure,
+                    "E_UNREACHABLE",
+                    format!("the event stream broke: {e}"),
+                )
+            })?;
+            if let Some(data) = line.strip_prefix("data:") {
+                if let Ok(value) = serde_json::from_str(data.trim()) {
+                    each(value);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Formats Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-from-civil, inverted.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_time;
+
+    #[test]
+    fn formats_unix_milliseconds() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(1_795_000_000_000), "2026-11-18 11:06:40");
+    }
+}

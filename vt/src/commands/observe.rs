@@ -1,0 +1,344 @@
+//! `vt status`, `vt describe`, `vt releases`, `vt events` and `vt hosts`: the
+//! controller's view, from its HTTP API.
+
+use crate::cli::{Global, Output};
+use crate::client::{format_time, Client};
+use crate::error::CliError;
+use crate::output::{self, Style, Table};
+use vt_fleet::controller::events::Event;
+use vt_fleet::controller::releases::Release;
+use vt_fleet::controller::views::{
+    DescribeView, HostView, InstanceView, StatusView, WorkloadStatus,
+};
+use vt_fleet::plan::RolloutStatus;
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+fn lower<T: std::fmt::Debug>(value: T) -> String {
+    format!("{value:?}").to_lowercase()
+}
+
+fn rollout_text(w: &WorkloadStatus) -> String {
+    match &w.rollout {
+        None => "-".into(),
+        Some(r) => match &r.status {
+            RolloutStatus::Progressing => format!("rolling ({}/{} healthy)", r.healthy, w.wanted),
+            RolloutStatus::Completed => "complete".into(),
+            RolloutStatus::Halted { .. } => "halted".into(),
+        },
+    }
+}
+
+fn instances_table(instances: &[InstanceView], s: Style, placement: bool) -> String {
+    let mut header = vec!["INSTANCE", "RELEASE", "HOST", "REGION", "PHASE", "SINCE"];
+    if placement {
+        header.push("PLACEMENT");
+    }
+    let mut table = Table::new(&header);
+    for i in instances {
+        let mut row = vec![
+            i.id.clone(),
+            i.release.to_string(),
+            i.host.clone(),
+            i.region.clone(),
+            lower(i.phase),
+            format_time(i.since),
+        ];
+        if let Some(detail) = &i.detail {
+            row[4] = format!("{} ({detail})", row[4]);
+        }
+        if placement {
+            row.push(i.placement.clone());
+        }
+        table.row(row);
+    }
+    table.render(s)
+}
+
+/// `vt status [APP] [--env ENV]`.
+pub fn status(
+    global: &Global,
+    client: &Client,
+    app: Option<String>,
+    env: Option<String>,
+) -> Result<(), CliError> {
+    let view: StatusView = client.get("/v1/status", &[("app", app), ("env", env)])?;
+    output::print(global.output, &view, |s| {
+        let mut out = match &view.commit {
+            Some(c) => format!(
+                "{} {} {} ({})\n",
+                s.bold("commit"),
+                short(&c.sha),
+                c.message,
+                c.author
+            ),
+            None => format!("{} none accepted yet\n", s.bold("commit")),
+        };
+        if let Some(seen) = view
+            .last_seen
+            .as_deref()
+            .filter(|seen| view.commit.as_ref().is_none_or(|c| c.sha != *seen))
+        {
+            out.push_str(&format!(
+                "{} newest commit {} was rejected (see `vt events --kind commit.rejected`)\n",
+                s.red("warning:"),
+                short(seen)
+            ));
+        }
+        out.push('\n');
+        let mut table = Table::new(&["APP/ENV", "DESIRED", "CURRENT", "READY", "ROLLOUT", "NOTES"]);
+        for w in &view.workloads {
+            let notes = if !w.active {
+                "removed from the repository".to_string()
+            } else {
+                w.pending
+                    .iter()
+                    .map(|p| p.reason.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            table.row(vec![
+                w.name.clone(),
+                w.desired_release.to_string(),
+                w.current_release.map_or("-".into(), |r| r.to_string()),
+                format!("{}/{}", w.ready, w.wanted),
+                rollout_text(w),
+                notes,
+            ]);
+        }
+        out.push_str(&table.render(s));
+        for w in view.workloads.iter().filter(|w| !w.instances.is_empty()) {
+            out.push_str(&format!("\n{}\n", s.bold(&w.name)));
+            out.push_str(&instances_table(&w.instances, s, false));
+        }
+        out
+    });
+    Ok(())
+}
+
+/// `vt describe APP [--env ENV]`.
+pub fn describe(
+    global: &Global,
+    client: &Client,
+    app: String,
+    env: Option<String>,
+) -> Result<(), CliError> {
+    let views: Vec<DescribeView> =
+        client.get("/v1/describe", &[("app", Some(app)), ("env", env)])?;
+    output::print(global.output, &views, |s| {
+        let mut out = String::new();
+        for v in &views {
+            let w = &v.status;
+            out.push_str(&format!("{}\n", s.bold(&w.name)));
+            out.push_str(&format!(
+                "  ids          {} / {}\n",
+                w.key.app_id, w.key.env_id
+            ));
+            out.push_str(&format!(
+                "  release      desired {}, current {}\n",
+                w.desired_release,
+                w.current_release.map_or("-".into(), |r| r.to_string())
+            ));
+            out.push_str(&format!(
+                "  instances    {}/{} ready, rollout {}\n",
+                w.ready,
+                w.wanted,
+                rollout_text(w)
+            ));
+            if let Some(RolloutStatus::Halted { reason }) = w.rollout.as_ref().map(|r| &r.status) {
+                out.push_str(&format!("  {} {reason}\n", s.red("halted:")));
+            }
+            out.push_str(&format!("  image        {}\n", v.desired.image));
+            out.push_str(&format!(
+                "  resources    {} cpu, {} memory, {} per region in {}\n",
+                v.desired.cpu,
+                v.desired.memory,
+                v.desired.instances,
+                v.desired.regions.join(", ")
+            ));
+            if v.diff.is_empty() {
+                out.push_str("  desired = current\n");
+            } else {
+                out.push_str(&format!("  {}\n", s.bold("desired vs current:")));
+                for d in &v.diff {
+                    let show = |x: &Option<serde_json::Value>| {
+                        x.as_ref().map_or("(none)".to_string(), |v| v.to_string())
+                    };
+                    out.push_str(&format!(
+                        "    {}: {} → {}\n",
+                        d.path,
+                        show(&d.old),
+                        show(&d.new)
+                    ));
+                }
+            }
+            for p in &w.pending {
+                out.push_str(&format!(
+                    "  {} {}: {}\n",
+                    s.red("pending"),
+                    p.region,
+                    p.reason
+                ));
+            }
+            if !w.instances.is_empty() {
+                for line in instances_table(&w.instances, s, true).lines() {
+                    out.push_str(&format!("  {line}\n"));
+                }
+            }
+        }
+        out
+    });
+    Ok(())
+}
+
+/// `vt releases APP [--env ENV]`.
+pub fn releases(
+    global: &Global,
+    client: &Client,
+    app: String,
+    env: Option<String>,
+) -> Result<(), CliError> {
+    let releases: Vec<Release> = client.get("/v1/releases", &[("app", Some(app)), ("env", env)])?;
+    output::print(global.output, &releases, |s| {
+        let mut table = Table::new(&[
+            "APP/ENV", "RELEASE", "COMMIT", "AUTHOR", "CREATED", "CHANGED",
+        ]);
+        for r in &releases {
+            let changed = if r.number == 1 {
+                "(first release)".to_string()
+            } else {
+                r.diff
+                    .iter()
+                    .map(|d| d.path.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            table.row(vec![
+                r.name.clone(),
+                r.number.to_string(),
+                format!("{} {}", short(&r.commit.sha), r.commit.message),
+                r.commit.author.clone(),
+                format_time(r.created),
+                changed,
+            ]);
+        }
+        table.render(s)
+    });
+    Ok(())
+}
+
+/// Options of `vt events`.
+pub struct EventsArgs {
+    /// Keep streaming.
+    pub follow: bool,
+    /// Only events newer than this duration.
+    pub since: Option<String>,
+    /// App filter.
+    pub app: Option<String>,
+    /// Env filter.
+    pub env: Option<String>,
+    /// Kind filter.
+    pub kind: Option<String>,
+    /// Most events.
+    pub limit: usize,
+}
+
+fn event_line(e: &Event, s: Style) -> String {
+    let about = [e.app.as_deref(), e.env.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "{}  {:<20} {}{}\n",
+        s.dim(&format_time(e.time)),
+        e.kind,
+        if about.is_empty() {
+            String::new()
+        } else {
+            format!("[{about}] ")
+        },
+        e.message
+    )
+}
+
+/// `vt events [-f] [--since D] [--app A] [--env E] [--kind K]`.
+pub fn events(global: &Global, client: &Client, args: EventsArgs) -> Result<(), CliError> {
+    let since = match &args.since {
+        Some(d) => {
+            let d = vt_repo::Duration::parse(d).map_err(|e| {
+                CliError::new(
+                    crate::error::Exit::Usage,
+                    "E_USAGE",
+                    format!("--since: {e}"),
+                )
+            })?;
+            Some(
+                vt_fleet::controller::daemon::now()
+                    .saturating_sub(d.0)
+                    .to_string(),
+            )
+        }
+        None => None,
+    };
+    let query = [
+        ("app", args.app.clone()),
+        ("env", args.env.clone()),
+        ("kind", args.kind.clone()),
+        ("since", since),
+        ("limit", Some(args.limit.to_string())),
+        ("follow", args.follow.then(|| "true".to_string())),
+    ];
+    if args.follow {
+        let s = Style::stdout();
+        return client.follow("/v1/events", &query, |e: Event| {
+            let line = match global.output {
+                Output::Text => event_line(&e, s),
+                Output::Json => format!("{}\n", serde_json::to_string(&e).unwrap_or_default()),
+                Output::Yaml => format!("---\n{}", serde_yaml::to_string(&e).unwrap_or_default()),
+            };
+            print!("{line}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        });
+    }
+    let events: Vec<Event> = client.get("/v1/events", &query)?;
+    output::print(global.output, &events, |s| {
+        events.iter().map(|e| event_line(e, s)).collect()
+    });
+    Ok(())
+}
+
+/// `vt hosts`.
+pub fn hosts(global: &Global, client: &Client) -> Result<(), CliError> {
+    let hosts: Vec<HostView> = client.get("/v1/hosts", &[])?;
+    output::print(global.output, &hosts, |s| {
+        let mut table = Table::new(&[
+            "HOST",
+            "REGION",
+            "STATUS",
+            "CPU",
+            "MEMORY",
+            "INSTANCES",
+            "LAST SEEN",
+        ]);
+        for h in &hosts {
+            table.row(vec![
+                h.name.clone(),
+                h.region.clone(),
+                lower(h.status),
+                format!("{}/{}", vt_repo::Cpu(h.cpu_used), vt_repo::Cpu(h.cpu)),
+                format!(
+                    "{}/{}",
+                    vt_repo::ByteSize(h.memory_used),
+                    vt_repo::ByteSize(h.memory)
+                ),
+                h.instances.to_string(),
+                format_time(h.last_seen),
+            ]);
+        }
+        table.render(s)
+    });
+    Ok(())
+}
