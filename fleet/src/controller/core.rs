@@ -6,6 +6,7 @@
 use crate::controller::events::{self, kind, Event, EventFilter, Retention};
 use crate::controller::releases::{plan_releases, CommitInfo, Release};
 use crate::controller::store::{Batch, Store, StoreError};
+use crate::plan::VolumePlacement;
 use crate::plan::{
     self, Action, Desired, Host, HostStatus, Instance, Millis, Observed, Phase, RolloutState,
     RolloutStatus, Workload, WorkloadKey,
@@ -106,6 +107,8 @@ pub struct Controller {
     releases: BTreeMap<WorkloadKey, Release>,
     active: BTreeSet<WorkloadKey>,
     retention: BTreeMap<String, Retention>,
+    /// Where each volume slot's volumes live; never forgotten implicitly.
+    volumes: BTreeMap<String, VolumePlacement>,
     pending: BTreeMap<WorkloadKey, Vec<Pending>>,
     next_event: u64,
     batch: Batch,
@@ -149,6 +152,10 @@ impl Controller {
         let retention: BTreeMap<String, (Option<Millis>, Option<u64>)> =
             store.get(RETENTION)?.unwrap_or_default();
         let meta = store.get::<Meta>(META)?.unwrap_or_default();
+        let volumes = store
+            .scan::<VolumePlacement>("volume/")?
+            .into_iter()
+            .collect();
         let next_event = store.last_event_seq()? + 1;
         Ok(Controller {
             store,
@@ -163,6 +170,7 @@ impl Controller {
                 .into_iter()
                 .map(|(org, (max_age, max_count))| (org, Retention { max_age, max_count }))
                 .collect(),
+            volumes,
             pending: BTreeMap::new(),
             next_event,
             batch: Batch::default(),
@@ -513,7 +521,7 @@ impl Controller {
                 .map(|i| i.instance.clone())
                 .collect(),
             rollouts: self.rollouts.values().cloned().collect(),
-            volumes: Vec::new(),
+            volumes: self.volumes.values().cloned().collect(),
         }
     }
 
@@ -630,6 +638,19 @@ impl Controller {
                 };
                 self.batch.put(format!("inst/{id}"), &record);
                 self.instances.insert(id.clone(), record);
+                if let Some(slot) = slot {
+                    let vkey = format!("volume/{}/{region}/{slot}", key_path(key));
+                    if !self.volumes.contains_key(&vkey) {
+                        let placement = VolumePlacement {
+                            key: key.clone(),
+                            region: region.clone(),
+                            slot: *slot,
+                            host: host.clone(),
+                        };
+                        self.batch.put(vkey.clone(), &placement);
+                        self.volumes.insert(vkey, placement);
+                    }
+                }
                 self.emit(
                     Event::new(
                         kind::INSTANCE_PLACED,

@@ -27,7 +27,7 @@ pub enum StoreError {
     },
     /// Any other database failure.
     #[error("the state database failed")]
-    Db(#[from] redb::Error),
+    Db(#[source] Box<redb::Error>),
     /// A record did not (de)serialize.
     #[error("record `{key}` is not valid")]
     Record {
@@ -229,7 +229,7 @@ impl Store {
 }
 
 fn db_err<E: Into<redb::Error>>(e: E) -> StoreError {
-    StoreError::Db(e.into())
+    StoreError::Db(Box::new(e.into()))
 }
 
 #[cfg(test)]
