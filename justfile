@@ -27,7 +27,7 @@ lint:
 bench:
     cargo bench --workspace
 
-# Set up, build, and create + show a sample desired-state repository in .dev/.
+# Set up, build, and run the local stack (controller + 2 simulated hosts) on a sample app.
 dev: setup
     cargo build -p vt
     scripts/dev.sh
