@@ -1,0 +1,8 @@
+//! The microVM runtime: each instance is a qemu `-M microvm` guest booted from
+//! the Debian cloud kernel and an initramfs whose `/init` is vt-init, with the
+//! app's OCI image as its root disk, volumes as more disks, a TAP device with
+//! a private IPv6 address, and a virtio-serial channel to vt-init.
+
+pub mod artifacts;
+pub mod launch;
+pub mod network;

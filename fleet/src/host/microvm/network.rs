@@ -1,0 +1,154 @@
+//! Instance networking: each instance gets a TAP device and a private IPv6
+//! address. Addresses come from a per-org /48 (`fd` + 40 bits of a hash of the
+//! org name), a /64 per host within it, and the instance number; the host side
+//! of every TAP is `<host /64>::1`, the guest's gateway.
+
+use sha2::{Digest, Sha256};
+use std::net::Ipv6Addr;
+use std::process::Command;
+
+/// The addresses of one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Addressing {
+    /// The guest's address (prefix length 64).
+    pub guest: Ipv6Addr,
+    /// The host side of the TAP, the guest's default gateway.
+    pub gateway: Ipv6Addr,
+}
+
+fn hash(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+/// The org's /48, as its first three 16-bit groups.
+pub fn org_prefix(org: &str) -> [u16; 3] {
+    let h = hash(org);
+    [
+        0xfd00 | u16::from(h[0]),
+        u16::from_be_bytes([h[1], h[2]]),
+        u16::from_be_bytes([h[3], h[4]]),
+    ]
+}
+
+/// Addresses of instance `number` (≥ 1) of `org` on `host`.
+pub fn addressing(org: &str, host: &str, number: u64) -> Addressing {
+    let [a, b, c] = org_prefix(org);
+    let h = hash(host);
+    let subnet = u16::from_be_bytes([h[0], h[1]]);
+    // The interface ID is number + 1, so it never equals the gateway's ::1.
+    let n = number.saturating_add(1).to_be_bytes();
+    let word = |i: usize| u16::from_be_bytes([n[i], n[i + 1]]);
+    Addressing {
+        guest: Ipv6Addr::new(a, b, c, subnet, word(0), word(2), word(4), word(6)),
+        gateway: Ipv6Addr::new(a, b, c, subnet, 0, 0, 0, 1),
+    }
+}
+
+/// The number in an instance ID (`ins_000042` → 42); IDs without one hash.
+pub fn instance_number(id: &str) -> u64 {
+    let digits: String = id.chars().filter(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or_else(|_| {
+        let h = hash(id);
+        u64::from_be_bytes([0, 0, h[0], h[1], h[2], h[3], h[4], h[5]])
+    })
+}
+
+/// A TAP name (at most 15 characters) unique to a host and instance.
+pub fn tap_name(host: &str, instance: &str) -> String {
+    let h = hash(&format!("{host}/{instance}"));
+    format!(
+        "vt{}",
+        h[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// A MAC address for an instance (locally administered).
+pub fn mac(instance: &str) -> String {
+    let h = hash(instance);
+    format!("52:54:{:02x}:{:02x}:{:02x}:{:02x}", h[0], h[1], h[2], h[3])
+}
+
+/// Networking failures.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// `ip` failed.
+    #[error("`ip {args}` failed: {stderr}")]
+    Ip {
+        /// The arguments.
+        args: String,
+        /// What it said.
+        stderr: String,
+    },
+    /// `ip` could not run.
+    #[error("cannot run `ip` (install iproute2)")]
+    Missing(#[source] std::io::Error),
+}
+
+fn ip(args: &[&str]) -> Result<(), NetError> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(NetError::Missing)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NetError::Ip {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Creates the TAP, brings it up with the gateway address and routes the
+/// guest's address to it. An existing TAP of the same name is replaced.
+pub fn create_tap(name: &str, addressing: &Addressing) -> Result<(), NetError> {
+    let _ = delete_tap(name);
+    ip(&["tuntap", "add", "dev", name, "mode", "tap"])?;
+    ip(&["link", "set", name, "up"])?;
+    ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{}/128", addressing.gateway),
+        "dev",
+        name,
+        "nodad",
+    ])?;
+    ip(&[
+        "-6",
+        "route",
+        "replace",
+        &format!("{}/128", addressing.guest),
+        "dev",
+        name,
+    ])?;
+    Ok(())
+}
+
+/// Removes the TAP (its address and route go with it).
+pub fn delete_tap(name: &str) -> Result<(), NetError> {
+    ip(&["link", "del", name])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_stable_per_org_and_distinct_per_instance() {
+        let a = addressing("acme", "h1", 1);
+        let b = addressing("acme", "h1", 2);
+        let other_org = addressing("umbrella", "h1", 1);
+        assert_ne!(a.guest, b.guest);
+        assert_eq!(a.gateway, b.gateway);
+        assert_eq!(a.guest.segments()[..3], b.guest.segments()[..3]);
+        assert_ne!(a.guest.segments()[..3], other_org.guest.segments()[..3]);
+        assert_eq!(a.guest.segments()[0] & 0xff00, 0xfd00, "unique local");
+        assert_eq!(addressing("acme", "h1", 1), a, "stable");
+        assert_eq!(instance_number("ins_000042"), 42);
+        assert!(tap_name("h1", "ins_000042").len() <= 15);
+    }
+}
