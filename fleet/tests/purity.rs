@@ -5,7 +5,15 @@
 use std::path::Path;
 
 const FORBIDDEN: [&str; 9] = [
-    "tokio", "git2", "notify", "redb", "axum", "quinn", "std::fs", "SystemTime::now", "Instant::now",
+    "tokio",
+    "git2",
+    "notify",
+    "redb",
+    "axum",
+    "quinn",
+    "std::fs",
+    "SystemTime::now",
+    "Instant::now",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -36,5 +44,9 @@ fn pure_modules_do_no_io_and_read_no_clock() {
             }
         }
     }
-    assert!(found.is_empty(), "pure modules must stay pure:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "pure modules must stay pure:\n{}",
+        found.join("\n")
+    );
 }

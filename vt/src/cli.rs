@@ -148,6 +148,35 @@ pub enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Logs of an app's instances, merged in time order.
+    Logs {
+        /// App name or qualified name.
+        app: String,
+        /// Only this env.
+        #[arg(long)]
+        env: Option<String>,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only lines of the last DURATION (10m, 2h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only lines older than DURATION ago.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only lines containing TEXT.
+        #[arg(long, value_name = "TEXT")]
+        grep: Option<String>,
+        /// Only this instance.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Most lines shown.
+        #[arg(long, default_value_t = 500)]
+        limit: usize,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
     /// The fleet's hosts with capacity and what is reserved.
     Hosts {
         /// The controller.
@@ -292,6 +321,12 @@ pub enum TokenCommand {
 /// `vt host ...`
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
+    /// Check what the microVM runtime needs and which accelerator boots a guest here.
+    Doctor {
+        /// State directory (probe scratch files go under it).
+        #[arg(long, env = "VT_STATE_DIR", default_value = "/var/lib/vt/host")]
+        state_dir: PathBuf,
+    },
     /// Run the host agent.
     Run {
         /// The controller's QUIC address.
@@ -315,9 +350,12 @@ pub enum HostCommand {
         /// State directory (certificate, images, volumes).
         #[arg(long, env = "VT_STATE_DIR", default_value = "/var/lib/vt/host")]
         state_dir: PathBuf,
-        /// Runtime: `sim` (instances are simulated; the microVM runtime is not built yet).
-        #[arg(long, default_value = "sim")]
+        /// Runtime: `microvm` (qemu microVMs) or `sim` (simulated instances, for tests without qemu).
+        #[arg(long, default_value = "microvm")]
         runtime: String,
+        /// Accelerator for microVMs: `auto` (KVM only if a probe guest boots), `kvm` or `tcg`.
+        #[arg(long, default_value = "auto")]
+        accel: String,
         /// For the sim runtime: time an instance takes to become healthy.
         #[arg(long, default_value = "300ms")]
         sim_boot: String,

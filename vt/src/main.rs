@@ -80,18 +80,18 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             memory,
             state_dir,
             runtime,
+            accel,
             sim_boot,
         }) => {
             let registration = commands::fleet::registration(name, region, cpu, memory)?;
-            fleet::host(
-                *controller,
-                token.clone(),
-                registration,
-                state_dir,
-                runtime,
+            let choice = fleet::RuntimeChoice {
+                name: runtime,
+                accel,
                 sim_boot,
-            )
+            };
+            fleet::host(*controller, token.clone(), registration, state_dir, choice)
         }
+        Command::Host(HostCommand::Doctor { state_dir }) => fleet::doctor(g, state_dir),
         Command::Status { app, env, api } => {
             observe::status(g, &api_client(api)?, app.clone(), env.clone())
         }
@@ -118,6 +118,30 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 app: app.clone(),
                 env: env.clone(),
                 kind: kind.clone(),
+                limit: *limit,
+            },
+        ),
+        Command::Logs {
+            app,
+            env,
+            follow,
+            since,
+            until,
+            grep,
+            instance,
+            limit,
+            api,
+        } => observe::logs(
+            g,
+            &api_client(api)?,
+            observe::LogsArgs {
+                app: app.clone(),
+                env: env.clone(),
+                follow: *follow,
+                since: since.clone(),
+                until: until.clone(),
+                grep: grep.clone(),
+                instance: instance.clone(),
                 limit: *limit,
             },
         ),

@@ -6,6 +6,7 @@
 use crate::controller::daemon::Shared;
 use crate::controller::events::{Event, EventFilter};
 use crate::controller::views;
+use crate::wire::messages::LogLine;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{self, Sse};
@@ -102,6 +103,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/releases", get(releases))
         .route("/v1/events", get(events))
         .route("/v1/hosts", get(hosts))
+        .route("/v1/logs", get(logs))
         .route_layer(axum::middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
         .route("/v1/hooks/git", post(git_hook))
@@ -262,4 +264,71 @@ async fn git_hook(
     }
     shared.git_kick.notify_one();
     Ok(Json(HookAccepted { accepted: true }))
+}
+
+/// Query of `/v1/logs`.
+#[derive(Debug, Default, Deserialize)]
+pub struct LogsQuery {
+    /// App name or suffix of its qualified name.
+    pub app: Option<String>,
+    /// Env name.
+    pub env: Option<String>,
+    /// Only this instance.
+    pub instance: Option<String>,
+    /// Only lines at or after this time (Unix ms).
+    pub since: Option<u64>,
+    /// Only lines before this time (Unix ms).
+    pub until: Option<u64>,
+    /// Only lines containing this text.
+    pub grep: Option<String>,
+    /// Most lines returned (newest), default 500.
+    pub limit: Option<usize>,
+    /// Keep the response open and stream new lines (SSE).
+    #[serde(default)]
+    pub follow: bool,
+}
+
+impl LogsQuery {
+    fn matches(&self, l: &LogLine) -> bool {
+        self.app
+            .as_deref()
+            .is_none_or(|a| views::matches(&l.name, a, self.env.as_deref()))
+            && self.instance.as_deref().is_none_or(|i| l.instance == i)
+            && self.since.is_none_or(|t| l.time >= t)
+            && self.until.is_none_or(|t| l.time < t)
+            && self.grep.as_deref().is_none_or(|g| l.line.contains(g))
+    }
+}
+
+async fn logs(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let live = shared.logs.subscribe();
+    let mut backlog: Vec<LogLine> = shared
+        .lock()
+        .store()
+        .logs(0, q.limit.unwrap_or(500), |l| q.matches(l))?
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    // Lines from several instances arrive in batches: show them in time order.
+    backlog.sort_by_key(|l| l.time);
+    if !q.follow {
+        return Ok(Json(backlog).into_response());
+    }
+    let live = tokio_stream::wrappers::BroadcastStream::new(live)
+        .filter_map(|l| l.ok())
+        .filter(move |l: &LogLine| q.matches(l));
+    let stream = tokio_stream::iter(backlog).chain(live).map(|l| {
+        Ok::<_, Infallible>(
+            sse::Event::default()
+                .event("log")
+                .json_data(&l)
+                .unwrap_or_default(),
+        )
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(sse::KeepAlive::default())
+        .into_response())
 }

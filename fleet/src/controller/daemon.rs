@@ -57,6 +57,8 @@ pub struct Shared {
     pub changed: watch::Sender<u64>,
     /// Every recorded event, for `vt events -f`.
     pub events: broadcast::Sender<Event>,
+    /// Every log line hosts ship, for `vt logs -f`.
+    pub logs: broadcast::Sender<crate::wire::messages::LogLine>,
     /// Asks the git task to look at the repository now.
     pub git_kick: Notify,
     /// Asks the ticker to reconcile now.
@@ -156,6 +158,7 @@ pub async fn run(
         controller: Mutex::new(controller),
         changed: watch::channel(0).0,
         events: broadcast::channel(4096).0,
+        logs: broadcast::channel(8192).0,
         git_kick: Notify::new(),
         tick_kick: Notify::new(),
         settings: settings.clone(),

@@ -10,6 +10,9 @@ use crate::wire::{frame, peer_of, Enroller, PeerId, Role, WireError};
 use std::sync::Arc;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+/// Log lines the controller keeps, over all instances.
+pub const LOG_LINES_KEPT: u64 = 200_000;
+
 /// Accepts connections until the endpoint closes.
 pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint, enroller: Arc<Enroller>) {
     while let Some(incoming) = endpoint.accept().await {
@@ -123,6 +126,16 @@ async fn host_loop(
                     shared.commit(&mut controller);
                     if moved {
                         shared.tick_kick.notify_one();
+                    }
+                }
+                Some(HostMessage::Logs { lines }) => {
+                    let store = shared.lock();
+                    if let Err(e) = store.store().append_logs(&lines, LOG_LINES_KEPT) {
+                        warn!(error = %error_chain(&e), "cannot store log lines");
+                    }
+                    drop(store);
+                    for line in lines {
+                        let _ = shared.logs.send(line);
                     }
                 }
                 Some(HostMessage::Register(_)) => return Err(WireError::NoMessage),

@@ -3,6 +3,7 @@
 //! truth; everything here can be rebuilt from git history plus host reports.
 
 use crate::controller::events::{Event, EventFilter};
+use crate::wire::messages::LogLine;
 use redb::ReadableTable;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 const RECORDS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("records");
 const EVENTS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("events");
+const LOGS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("logs");
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +128,7 @@ impl Store {
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(RECORDS).map_err(db_err)?;
         txn.open_table(EVENTS).map_err(db_err)?;
+        txn.open_table(LOGS).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         Ok(Store { db })
     }
@@ -210,6 +213,62 @@ impl Store {
                 })?;
             if filter.matches(&event) {
                 out.push(event);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Appends log lines, keeping at most `keep` lines in all (the oldest go).
+    pub fn append_logs(&self, lines: &[LogLine], keep: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = txn.open_table(LOGS).map_err(db_err)?;
+            let mut next = table
+                .last()
+                .map_err(db_err)?
+                .map_or(1, |(seq, _)| seq.value() + 1);
+            for line in lines {
+                let bytes = serde_json::to_vec(line)
+                    .unwrap_or_else(|e| unreachable!("log lines serialize: {e}"));
+                table.insert(next, bytes.as_slice()).map_err(db_err)?;
+                next += 1;
+            }
+            let first = table
+                .first()
+                .map_err(db_err)?
+                .map_or(next, |(seq, _)| seq.value());
+            if next.saturating_sub(first) > keep {
+                let cut = next - keep;
+                table.retain_in(..cut, |_, _| false).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Log lines passing `keep`, oldest first, at most `limit` (the newest
+    /// ones), with their sequence numbers.
+    pub fn logs(
+        &self,
+        after: u64,
+        limit: usize,
+        keep: impl Fn(&LogLine) -> bool,
+    ) -> Result<Vec<(u64, LogLine)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(LOGS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for item in table.range(after + 1..).map_err(db_err)?.rev() {
+            let (seq, value) = item.map_err(db_err)?;
+            let line: LogLine =
+                serde_json::from_slice(value.value()).map_err(|source| StoreError::Record {
+                    key: format!("log {}", seq.value()),
+                    source,
+                })?;
+            if keep(&line) {
+                out.push((seq.value(), line));
                 if out.len() >= limit {
                     break;
                 }

@@ -2,6 +2,8 @@
 //! with the controller, and runs its assigned instances through a [`Runtime`].
 
 pub mod agent;
+pub mod image;
+pub mod microvm;
 pub mod runtime;
 pub mod sim_runtime;
 

@@ -3,7 +3,7 @@
 //! know which it drives.
 
 use crate::plan::Millis;
-use crate::wire::messages::{Assignment, InstanceReport};
+use crate::wire::messages::{Assignment, ExecCommand, ExecEvent, InstanceReport, LogLine};
 
 /// Runs instances. Level-triggered: `apply` gets the whole assignment list.
 pub trait Runtime: Send {
@@ -17,4 +17,20 @@ pub trait Runtime: Send {
     /// Every instance, for the next report. Instances reported as stopped
     /// are forgotten afterwards.
     fn report(&mut self) -> Vec<InstanceReport>;
+    /// Runs a command in an instance; its output and exit come on the receiver.
+    fn exec(
+        &mut self,
+        command: ExecCommand,
+    ) -> Result<tokio::sync::mpsc::Receiver<ExecEvent>, String> {
+        Err(format!(
+            "the {} runtime cannot run commands in instances (instance {})",
+            self.name(),
+            command.instance
+        ))
+    }
+
+    /// Log lines written since the last call, oldest first.
+    fn drain_logs(&mut self) -> Vec<LogLine> {
+        Vec::new()
+    }
 }

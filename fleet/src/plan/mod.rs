@@ -354,7 +354,7 @@ impl Action {
 /// `Unplaceable` and `Waiting`, then the rollout's progress, completion or halt.
 pub fn plan(desired: &Desired, observed: &Observed, now: Millis) -> Vec<Action> {
     let index = Index::new(observed);
-    let mut ledger = Ledger::new(observed);
+    let mut ledger = Ledger::new(&index, observed);
     let mut workloads: BTreeMap<&WorkloadKey, &Workload> = BTreeMap::new();
     for w in &desired.workloads {
         workloads.entry(&w.key).or_insert(w);
@@ -362,7 +362,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now: Millis) -> Vec<Action> 
 
     let mut out = Vec::new();
     for inst in index.live_orphans(|key| workloads.contains_key(key)) {
-        ledger.stop(inst);
+        ledger.stop(&index, inst);
         out.push(Action::Stop {
             instance: inst.id.clone(),
             key: inst.key.clone(),
@@ -395,7 +395,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now: Millis) -> Vec<Action> 
             });
             let planned = plans.iter().flat_map(|p| p.stops.iter().cloned());
             for (inst, reason) in dropped.chain(planned) {
-                ledger.stop(inst);
+                ledger.stop(&index, inst);
                 stops.push(Action::Stop {
                     instance: inst.id.clone(),
                     key: w.key.clone(),

@@ -2,15 +2,24 @@
 //! locations and rollout records, each in a deterministic order.
 
 use super::{Host, HostStatus, Instance, Observed, RolloutState, WorkloadKey};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Volume slots are keyed by workload, region and slot number.
 type SlotKey<'a> = (&'a WorkloadKey, &'a str, u32);
 
+/// A host's position in ID order among the distinct hosts of an [`Index`]:
+/// the scheduler keeps its per-host tallies in vectors by this number.
+pub(super) type HostNo = usize;
+
 /// Indexes over one [`Observed`]. Where an input lists something twice
 /// (a host ID, a slot's volumes, a rollout), the first entry wins.
 pub(super) struct Index<'a> {
-    hosts: BTreeMap<&'a str, &'a Host>,
+    /// Distinct hosts in ID order; a host's position is its [`HostNo`].
+    hosts: Vec<&'a Host>,
+    /// Host ID to [`HostNo`].
+    host_nos: HashMap<&'a str, HostNo>,
+    /// Each region's hosts, in ID order.
+    regions: BTreeMap<&'a str, Vec<HostNo>>,
     instances: BTreeMap<&'a WorkloadKey, Vec<&'a Instance>>,
     volumes: BTreeMap<SlotKey<'a>, &'a str>,
     rollouts: BTreeMap<(&'a WorkloadKey, u64), &'a RolloutState>,
@@ -18,9 +27,19 @@ pub(super) struct Index<'a> {
 
 impl<'a> Index<'a> {
     pub(super) fn new(observed: &'a Observed) -> Self {
-        let mut hosts = BTreeMap::new();
+        let mut by_id = BTreeMap::new();
         for h in &observed.hosts {
-            hosts.entry(h.id.as_str()).or_insert(h);
+            by_id.entry(h.id.as_str()).or_insert(h);
+        }
+        let hosts: Vec<&Host> = by_id.into_values().collect();
+        let host_nos = hosts
+            .iter()
+            .enumerate()
+            .map(|(n, h)| (h.id.as_str(), n))
+            .collect();
+        let mut regions: BTreeMap<&str, Vec<HostNo>> = BTreeMap::new();
+        for (n, h) in hosts.iter().enumerate() {
+            regions.entry(h.region.as_str()).or_default().push(n);
         }
         let mut instances: BTreeMap<_, Vec<&Instance>> = BTreeMap::new();
         for i in &observed.instances {
@@ -55,18 +74,39 @@ impl<'a> Index<'a> {
         }
         Index {
             hosts,
+            host_nos,
+            regions,
             instances,
             volumes,
             rollouts,
         }
     }
 
+    /// How many distinct hosts there are: [`HostNo`]s are below this.
+    pub(super) fn host_count(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// The number of the host with this ID, if it is known.
+    pub(super) fn host_no(&self, id: &str) -> Option<HostNo> {
+        self.host_nos.get(id).copied()
+    }
+
+    /// The host with this ID, if it is known.
+    fn host(&self, id: &str) -> Option<&'a Host> {
+        self.host_no(id).map(|n| self.hosts[n])
+    }
+
+    /// The host with this ID and its number, if it is `Ready`.
+    pub(super) fn ready_host_no(&self, id: &str) -> Option<(HostNo, &'a Host)> {
+        let n = self.host_no(id)?;
+        let h = self.hosts[n];
+        (h.status == HostStatus::Ready).then_some((n, h))
+    }
+
     /// The host with this ID, if it is `Ready`.
     pub(super) fn ready_host(&self, id: &str) -> Option<&'a Host> {
-        self.hosts
-            .get(id)
-            .copied()
-            .filter(|h| h.status == HostStatus::Ready)
+        self.ready_host_no(id).map(|(_, h)| h)
     }
 
     /// Whether the instance's host is known and `Ready`.
@@ -76,19 +116,20 @@ impl<'a> Index<'a> {
 
     /// A host for people: "host web-1", "lost host web-1", "unknown host h9".
     pub(super) fn describe_host(&self, id: &str) -> String {
-        match self.hosts.get(id) {
+        match self.host(id) {
             Some(h) if h.status == HostStatus::Ready => format!("host {}", h.name),
             Some(h) => format!("lost host {}", h.name),
             None => format!("unknown host {id}"),
         }
     }
 
-    /// Every host of a region, in ID order.
-    pub(super) fn hosts_in<'s>(&'s self, region: &'s str) -> impl Iterator<Item = &'a Host> + 's {
-        self.hosts
-            .values()
-            .copied()
-            .filter(move |h| h.region == region)
+    /// Every host of a region with its number, in ID order.
+    pub(super) fn hosts_in<'s>(
+        &'s self,
+        region: &str,
+    ) -> impl ExactSizeIterator<Item = (HostNo, &'a Host)> + Clone + 's {
+        let nos = self.regions.get(region).map_or(&[][..], Vec::as_slice);
+        nos.iter().map(|&n| (n, self.hosts[n]))
     }
 
     /// The instances of a workload, in ID order.

@@ -1,14 +1,14 @@
 //! The scheduler: what each host has free, and which host an instance goes to.
 
-use super::observe::Index;
+use super::observe::{HostNo, Index};
 use super::{Host, HostStatus, Instance, Observed, WorkloadKey};
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use vt_repo::Cpu;
 
 /// What the instances on one host hold.
-#[derive(Debug, Default)]
-struct Load<'a> {
+#[derive(Debug, Default, Clone)]
+struct Load {
     /// Cpu held by live instances, in millicores.
     cpu: u64,
     /// Memory held by live instances, in bytes.
@@ -17,9 +17,10 @@ struct Load<'a> {
     stopping_cpu: u64,
     /// Memory held by stopping instances, free once they stop.
     stopping_memory: u64,
-    /// Live replicas per (workload, release).
-    replicas: BTreeMap<(&'a WorkloadKey, u64), u32>,
 }
+
+/// Live replicas of one (workload, release), per host.
+type Replicas = BTreeMap<HostNo, u32>;
 
 /// Cpu and memory, free or needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,92 +86,92 @@ pub(super) enum Placement {
 }
 
 /// Resources held on every host, updated as the planner stops and places
-/// instances within one call so that it never overcommits.
+/// instances within one call so that it never overcommits. Instances on hosts
+/// the [`Index`] does not know are left out: nothing is placed there.
 #[derive(Debug)]
 pub(super) struct Ledger<'a> {
-    loads: BTreeMap<&'a str, Load<'a>>,
+    /// Per [`HostNo`].
+    loads: Vec<Load>,
+    /// Live replicas per (workload, release), per host.
+    replicas: HashMap<(&'a WorkloadKey, u64), Replicas>,
 }
 
 impl<'a> Ledger<'a> {
     /// The resources held by the observed instances.
-    pub(super) fn new(observed: &'a Observed) -> Self {
-        let mut loads: BTreeMap<&str, Load> = BTreeMap::new();
+    pub(super) fn new(index: &Index<'a>, observed: &'a Observed) -> Self {
+        let mut loads = vec![Load::default(); index.host_count()];
+        let mut replicas: HashMap<_, Replicas> = HashMap::new();
         for i in &observed.instances {
             if !i.phase.holds_resources() {
                 continue;
             }
-            let load = loads.entry(i.host.as_str()).or_default();
+            let Some(n) = index.host_no(&i.host) else {
+                continue;
+            };
+            let load = &mut loads[n];
             if i.phase.is_live() {
                 load.cpu += u64::from(i.cpu);
                 load.memory += i.memory;
-                *load.replicas.entry((&i.key, i.release)).or_default() += 1;
+                *replicas
+                    .entry((&i.key, i.release))
+                    .or_default()
+                    .entry(n)
+                    .or_default() += 1;
             } else {
                 load.stopping_cpu += u64::from(i.cpu);
                 load.stopping_memory += i.memory;
             }
         }
-        Ledger { loads }
+        Ledger { loads, replicas }
     }
 
     /// Records that a live instance is being stopped: it keeps its resources
     /// until it has stopped, but no longer counts as a replica.
-    pub(super) fn stop(&mut self, i: &'a Instance) {
+    pub(super) fn stop(&mut self, index: &Index<'a>, i: &'a Instance) {
         if !i.phase.is_live() {
             return;
         }
-        let Some(load) = self.loads.get_mut(i.host.as_str()) else {
+        let Some(n) = index.host_no(&i.host) else {
             return;
         };
+        let load = &mut self.loads[n];
         load.cpu = load.cpu.saturating_sub(u64::from(i.cpu));
         load.memory = load.memory.saturating_sub(i.memory);
         load.stopping_cpu += u64::from(i.cpu);
         load.stopping_memory += i.memory;
-        if let Some(n) = load.replicas.get_mut(&(&i.key, i.release)) {
-            *n = n.saturating_sub(1);
+        let count = self
+            .replicas
+            .get_mut(&(&i.key, i.release))
+            .and_then(|r| r.get_mut(&n));
+        if let Some(count) = count {
+            *count = count.saturating_sub(1);
         }
     }
 
     /// Free now, and free once the stopping instances have stopped.
-    fn room(&self, h: &Host) -> (Room, Room) {
-        let (held, stopping) = self.loads.get(h.id.as_str()).map_or(
-            (Room { cpu: 0, memory: 0 }, Room { cpu: 0, memory: 0 }),
-            |l| {
-                (
-                    Room {
-                        cpu: l.cpu,
-                        memory: l.memory,
-                    },
-                    Room {
-                        cpu: l.stopping_cpu,
-                        memory: l.stopping_memory,
-                    },
-                )
-            },
-        );
+    fn room(&self, n: HostNo, h: &Host) -> (Room, Room) {
+        let l = &self.loads[n];
         let later = Room {
-            cpu: u64::from(h.cpu).saturating_sub(held.cpu),
-            memory: h.memory.saturating_sub(held.memory),
+            cpu: u64::from(h.cpu).saturating_sub(l.cpu),
+            memory: h.memory.saturating_sub(l.memory),
         };
         let now = Room {
-            cpu: later.cpu.saturating_sub(stopping.cpu),
-            memory: later.memory.saturating_sub(stopping.memory),
+            cpu: later.cpu.saturating_sub(l.stopping_cpu),
+            memory: later.memory.saturating_sub(l.stopping_memory),
         };
         (now, later)
     }
 
-    fn replicas(&self, h: &Host, req: &Request) -> u32 {
-        self.loads
-            .get(h.id.as_str())
-            .and_then(|l| l.replicas.get(&(req.key, req.release)))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn reserve(&mut self, h: &'a Host, req: &Request<'a>) {
-        let load = self.loads.entry(h.id.as_str()).or_default();
+    fn reserve(&mut self, n: HostNo, req: &Request<'a>) {
+        let load = &mut self.loads[n];
         load.cpu += u64::from(req.cpu);
         load.memory += req.memory;
-        *load.replicas.entry((req.key, req.release)).or_default() += 1;
+        *self
+            .replicas
+            .entry((req.key, req.release))
+            .or_default()
+            .entry(n)
+            .or_default() += 1;
     }
 
     /// Places one instance: on `pinned` (the host holding its slot's
@@ -191,7 +192,7 @@ impl<'a> Ledger<'a> {
         let slot = req
             .slot
             .map_or_else(String::new, |s| format!(" of slot {s}"));
-        let Some(h) = index.ready_host(id) else {
+        let Some((n, h)) = index.ready_host_no(id) else {
             return Placement::Wait(format!(
                 "the volumes{slot} live on {}: waiting for it to come back",
                 index.describe_host(id)
@@ -203,10 +204,10 @@ impl<'a> Ledger<'a> {
                 h.name, h.region, req.region
             ));
         }
-        let (now, later) = self.room(h);
+        let (now, later) = self.room(n, h);
         let need = req.need();
         if now.covers(need) {
-            self.reserve(h, req);
+            self.reserve(n, req);
             Placement::Placed {
                 host: h.id.clone(),
                 reason: format!(
@@ -233,32 +234,42 @@ impl<'a> Ledger<'a> {
 
     fn place_best(&mut self, index: &Index<'a>, req: &Request<'a>) -> Placement {
         let region = req.region;
-        let hosts: Vec<&Host> = index.hosts_in(region).collect();
-        if hosts.is_empty() {
+        let hosts = index.hosts_in(region);
+        if hosts.len() == 0 {
             return Placement::Unplaceable(format!("no host in region {region}"));
         }
-        let ready: Vec<&Host> = hosts
-            .iter()
-            .copied()
-            .filter(|h| h.status == HostStatus::Ready)
-            .collect();
-        if ready.is_empty() {
-            let lost: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+        let ready = hosts.filter(|(_, h)| h.status == HostStatus::Ready);
+        if ready.clone().next().is_none() {
+            let lost: Vec<&str> = index
+                .hosts_in(region)
+                .map(|(_, h)| h.name.as_str())
+                .collect();
             return Placement::Unplaceable(format!(
                 "no Ready host in region {region} (lost: {})",
                 lost.join(", ")
             ));
         }
         let need = req.need();
-        let best = ready
-            .iter()
-            .copied()
-            .filter(|h| self.room(h).0.covers(need))
-            .min_by_key(|h| (self.replicas(h, req), Reverse(self.room(h).0.memory), &h.id));
-        if let Some(h) = best {
-            let (free, _) = self.room(h);
-            let replicas = self.replicas(h, req);
-            self.reserve(h, req);
+        // The host with the fewest replicas of the release, then the most
+        // free memory; hosts come in ID order and only a strictly better one
+        // replaces the best so far, so ties go to the smallest ID.
+        let counts = self.replicas.get(&(req.key, req.release));
+        let mut best: Option<(HostNo, &Host, (u32, Reverse<u64>), Room)> = None;
+        for (n, h) in ready.clone() {
+            let (free, _) = self.room(n, h);
+            if !free.covers(need) {
+                continue;
+            }
+            let rank = (
+                counts.and_then(|c| c.get(&n)).copied().unwrap_or(0),
+                Reverse(free.memory),
+            );
+            if best.as_ref().is_none_or(|b| rank < b.2) {
+                best = Some((n, h, rank, free));
+            }
+        }
+        if let Some((n, h, (replicas, _), free)) = best {
+            self.reserve(n, req);
             let volumes = req.slot.map_or_else(String::new, |s| {
                 format!("; the volumes of slot {s} are created there")
             });
@@ -273,22 +284,22 @@ impl<'a> Ledger<'a> {
                 ),
             };
         }
-        if let Some(h) = ready.iter().find(|h| self.room(h).1.covers(need)) {
+        if let Some((_, h)) = ready.clone().find(|&(n, h)| self.room(n, h).1.covers(need)) {
             return Placement::Wait(format!(
                 "no host in region {region} has {} free until stopping instances stop (host {} will)",
                 need.describe(),
                 h.name
             ));
         }
-        let roomiest = ready.iter().copied().max_by_key(|h| {
-            let (free, _) = self.room(h);
+        let roomiest = ready.max_by_key(|&(n, h)| {
+            let (free, _) = self.room(n, h);
             (free.memory, free.cpu, Reverse(&h.id))
         });
-        let best = roomiest.map_or_else(String::new, |h| {
+        let best = roomiest.map_or_else(String::new, |(n, h)| {
             format!(
                 " (best: host {} has {} free)",
                 h.name,
-                self.room(h).0.describe()
+                self.room(n, h).0.describe()
             )
         });
         Placement::Unplaceable(format!(

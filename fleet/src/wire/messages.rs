@@ -44,6 +44,26 @@ pub enum HostMessage {
         /// All instances on the host.
         instances: Vec<InstanceReport>,
     },
+    /// Log lines of the host's instances, in the order they were read.
+    Logs {
+        /// The lines.
+        lines: Vec<LogLine>,
+    },
+}
+
+/// One line an app wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Instance ID.
+    pub instance: String,
+    /// Qualified env name (`acme/shop/web/prod`).
+    pub name: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// When it was written (Unix milliseconds).
+    pub time: u64,
+    /// The line, without its newline.
+    pub line: String,
 }
 
 /// Whether an assigned instance should run.
@@ -124,4 +144,42 @@ pub struct Backend {
     pub host: String,
     /// Port inside the guest.
     pub port: u16,
+}
+
+/// Controller → host, on a stream the controller opens: run a command in an
+/// instance. The host answers with [`ExecEvent`]s on the same stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecCommand {
+    /// Instance ID.
+    pub instance: String,
+    /// Command and arguments.
+    pub argv: Vec<String>,
+    /// Bytes for the command's stdin (closed after them).
+    #[serde(default)]
+    pub stdin: Vec<u8>,
+}
+
+/// Host → controller: what an exec produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExecEvent {
+    /// Output bytes.
+    Output {
+        /// `stdout` or `stderr`.
+        stream: String,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// The command ended.
+    Exited {
+        /// Exit code, if it exited.
+        code: Option<i32>,
+        /// Signal, if one killed it.
+        signal: Option<i32>,
+    },
+    /// The command could not run.
+    Error {
+        /// Why.
+        message: String,
+    },
 }

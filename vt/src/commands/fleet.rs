@@ -9,6 +9,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 use vt_fleet::controller::{daemon, setup};
 use vt_fleet::host::agent::{self, AgentOptions};
+use vt_fleet::host::image::{Auth, ImageStore};
+use vt_fleet::host::microvm::artifacts::{self, GuestArtifacts};
+use vt_fleet::host::microvm::launch::Accel;
+use vt_fleet::host::microvm::supervisor::Context;
+use vt_fleet::host::microvm::MicrovmRuntime;
 use vt_fleet::host::sim_runtime::SimRuntime;
 use vt_fleet::wire::messages::HostRegistration;
 use vt_fleet::wire::{Enroller, Role};
@@ -132,26 +137,94 @@ pub fn token(global: &Global, state_dir: &Path, role: &str, ttl: &str) -> Result
     Ok(())
 }
 
+/// Options of `vt host run` that choose and tune the runtime.
+pub struct RuntimeChoice<'a> {
+    /// `microvm` or `sim`.
+    pub name: &'a str,
+    /// `auto`, `kvm` or `tcg` (microvm).
+    pub accel: &'a str,
+    /// Boot time of simulated instances (sim).
+    pub sim_boot: &'a str,
+}
+
+fn accel(
+    choice: &str,
+    state_dir: &Path,
+    qemu: &Path,
+    guest: &GuestArtifacts,
+) -> Result<Accel, CliError> {
+    match choice {
+        "kvm" => Ok(Accel::Kvm),
+        "tcg" => Ok(Accel::Tcg),
+        "auto" => match artifacts::probe(
+            qemu,
+            guest,
+            Accel::Kvm,
+            &state_dir.join("probe"),
+            Duration::from_secs(10),
+        ) {
+            Ok(t) => {
+                tracing::info!(
+                    boot_ms = u64::try_from(t.as_millis()).unwrap_or(0),
+                    "KVM boots a guest: using it"
+                );
+                Ok(Accel::Kvm)
+            }
+            Err(why) => {
+                tracing::info!(%why, "KVM cannot boot a guest here: using TCG");
+                Ok(Accel::Tcg)
+            }
+        },
+        other => Err(CliError::new(
+            Exit::Usage,
+            "E_USAGE",
+            format!("--accel `{other}`: use auto, kvm or tcg"),
+        )),
+    }
+}
+
 /// `vt host run`.
 pub fn host(
     controller: SocketAddr,
     token: Option<String>,
     registration: HostRegistration,
     state_dir: &Path,
-    runtime_name: &str,
-    boot: &str,
+    choice: RuntimeChoice<'_>,
 ) -> Result<(), CliError> {
-    let boot = vt_repo::Duration::parse(boot)
-        .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", format!("--sim-boot: {e}")))?;
-    let rt: Box<dyn vt_fleet::host::Runtime> = match runtime_name {
-        "sim" => Box::new(SimRuntime::new(boot.0, 100)),
+    let tokio = runtime()?;
+    let rt: Box<dyn vt_fleet::host::Runtime> = match choice.name {
+        "sim" => {
+            let boot = vt_repo::Duration::parse(choice.sim_boot)
+                .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", format!("--sim-boot: {e}")))?;
+            Box::new(SimRuntime::new(boot.0, 100))
+        }
+        "microvm" => {
+            let missing = |what: String| {
+                CliError::new(Exit::Failure, "E_HOST", what)
+                    .hint("run `vt host doctor` to see what is missing")
+            };
+            let qemu = artifacts::qemu()
+                .ok_or_else(|| missing("qemu-system-x86_64 is not installed".into()))?;
+            let guest = GuestArtifacts::find(&artifacts::guest_dir()).map_err(missing)?;
+            let accel = accel(choice.accel, state_dir, &qemu, &guest)?;
+            let ctx = Context {
+                host: registration.name.clone(),
+                dir: state_dir.to_path_buf(),
+                guest,
+                qemu,
+                accel,
+                images: ImageStore::new(state_dir.join("images")),
+                auth: Auth::from_environment(),
+            };
+            Box::new(MicrovmRuntime::new(ctx))
+        }
         other => {
             return Err(CliError::new(
                 Exit::Usage,
                 "E_USAGE",
-                format!("runtime `{other}` is not available"),
+                format!("runtime `{other}` does not exist"),
             )
-            .hint("use --runtime sim (the microVM runtime is not built yet)"))
+            .hint("use --runtime microvm or --runtime sim"))
         }
     };
     let opts = AgentOptions {
@@ -160,9 +233,40 @@ pub fn host(
         registration,
         state_dir: state_dir.to_path_buf(),
     };
-    runtime()?
+    tokio
         .block_on(agent::run(opts, rt, ctrl_c()))
         .map_err(|e| CliError::new(Exit::Failure, "E_HOST", chain(&e)))
+}
+
+/// `vt host doctor`.
+pub fn doctor(global: &Global, state_dir: &Path) -> Result<(), CliError> {
+    let report = artifacts::doctor(&state_dir.join("probe"));
+    output::print(global.output, &report, |s| {
+        let mut out = String::new();
+        for c in &report.checks {
+            let mark = if c.ok { s.green("ok  ") } else { s.red("FAIL") };
+            out.push_str(&format!("{mark} {:<20} {}\n", c.name, c.detail));
+        }
+        out.push_str(&match report.accel {
+            Some(a) => format!(
+                "\naccelerator: {} (the microVM runtime will use it)\n",
+                s.bold(&a.to_string())
+            ),
+            None => format!(
+                "\n{} no accelerator can boot a guest: fix the failures above\n",
+                s.red("error:")
+            ),
+        });
+        out
+    });
+    if report.accel.is_none() {
+        return Err(CliError::new(
+            Exit::Failure,
+            "E_HOST",
+            "this host cannot run microVMs",
+        ));
+    }
+    Ok(())
 }
 
 /// The registration of `vt host run` from its flags.

@@ -11,6 +11,7 @@ use vt_fleet::controller::views::{
     DescribeView, HostView, InstanceView, StatusView, WorkloadStatus,
 };
 use vt_fleet::plan::RolloutStatus;
+use vt_fleet::wire::messages::LogLine;
 
 fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
@@ -340,5 +341,90 @@ pub fn hosts(global: &Global, client: &Client) -> Result<(), CliError> {
         }
         table.render(s)
     });
+    Ok(())
+}
+
+/// Options of `vt logs`.
+pub struct LogsArgs {
+    /// App.
+    pub app: String,
+    /// Env.
+    pub env: Option<String>,
+    /// Keep streaming.
+    pub follow: bool,
+    /// Only lines of the last DURATION.
+    pub since: Option<String>,
+    /// Only lines older than DURATION ago.
+    pub until: Option<String>,
+    /// Only lines containing this.
+    pub grep: Option<String>,
+    /// Only this instance.
+    pub instance: Option<String>,
+    /// Most lines.
+    pub limit: usize,
+}
+
+fn ago(flag: &str, value: &Option<String>) -> Result<Option<String>, CliError> {
+    value
+        .as_ref()
+        .map(|d| {
+            vt_repo::Duration::parse(d)
+                .map(|d| {
+                    vt_fleet::controller::daemon::now()
+                        .saturating_sub(d.0)
+                        .to_string()
+                })
+                .map_err(|e| {
+                    CliError::new(
+                        crate::error::Exit::Usage,
+                        "E_USAGE",
+                        format!("--{flag}: {e}"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+fn log_line(l: &LogLine, s: Style) -> String {
+    let text = if l.stream == "stderr" {
+        s.red(&l.line)
+    } else {
+        l.line.clone()
+    };
+    format!(
+        "{} {} {text}\n",
+        s.dim(&format_time(l.time)),
+        s.bold(&l.instance)
+    )
+}
+
+/// `vt logs APP [--env] [-f] [--since] [--until] [--grep] [--instance]`.
+pub fn logs(global: &Global, client: &Client, args: LogsArgs) -> Result<(), CliError> {
+    let query = [
+        ("app", Some(args.app.clone())),
+        ("env", args.env.clone()),
+        ("instance", args.instance.clone()),
+        ("since", ago("since", &args.since)?),
+        ("until", ago("until", &args.until)?),
+        ("grep", args.grep.clone()),
+        ("limit", Some(args.limit.to_string())),
+        ("follow", args.follow.then(|| "true".to_string())),
+    ];
+    let print_one = |l: &LogLine, s: Style| match global.output {
+        Output::Text => log_line(l, s),
+        Output::Json => format!("{}\n", serde_json::to_string(l).unwrap_or_default()),
+        Output::Yaml => format!("---\n{}", serde_yaml::to_string(l).unwrap_or_default()),
+    };
+    let s = Style::stdout();
+    if args.follow {
+        return client.follow("/v1/logs", &query, |l: LogLine| {
+            print!("{}", print_one(&l, s));
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        });
+    }
+    let lines: Vec<LogLine> = client.get("/v1/logs", &query)?;
+    // One JSON object per line, like the follow mode, so both pipe the same way.
+    let out: String = lines.iter().map(|l| print_one(l, s)).collect();
+    print!("{out}");
     Ok(())
 }

@@ -4,5 +4,10 @@
 //! a private IPv6 address, and a virtio-serial channel to vt-init.
 
 pub mod artifacts;
+pub mod health;
 pub mod launch;
 pub mod network;
+pub mod runtime;
+pub mod supervisor;
+
+pub use runtime::MicrovmRuntime;

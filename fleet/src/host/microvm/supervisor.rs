@@ -1,0 +1,572 @@
+//! One instance's life on the host, as a task: pull the image, build its
+//! disks and network, boot the VM, set up the app through vt-init, run the
+//! health checks, forward logs, restart the VM with backoff when the app
+//! exits, and stop it gracefully when told. Its progress is published in a
+//! [`Status`] the runtime reads.
+
+use crate::host::image::{effective_process, Auth, ImageStore};
+use crate::host::microvm::artifacts::GuestArtifacts;
+use crate::host::microvm::health::{self, Verdict};
+use crate::host::microvm::launch::{disk_device, vcpus, Accel, LaunchSpec};
+use crate::host::microvm::network::{self, Addressing};
+use crate::plan::{Millis, Phase};
+use crate::wire::messages::{Assignment, ExecCommand, ExecEvent, LogLine};
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio::sync::watch;
+use tracing::{info, info_span, warn, Instrument};
+use vt_init::protocol::{self as guest, GuestToHost, HostToGuest};
+
+/// Grace period between SIGTERM and SIGKILL when stopping an app.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a guest may take to say hello after qemu starts.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest restart backoff.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What every instance on this host shares.
+#[derive(Debug)]
+pub struct Context {
+    /// This host's name.
+    pub host: String,
+    /// The host's state directory (`instances/`, `volumes/`, `images/`).
+    pub dir: PathBuf,
+    /// Kernel and initramfs.
+    pub guest: GuestArtifacts,
+    /// qemu binary.
+    pub qemu: PathBuf,
+    /// Accelerator in use.
+    pub accel: Accel,
+    /// The image store.
+    pub images: ImageStore,
+    /// Registry credentials.
+    pub auth: Auth,
+}
+
+/// An instance's progress, read by the runtime.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Phase.
+    pub phase: Phase,
+    /// What it is doing or why it failed.
+    pub detail: Option<String>,
+    /// Log lines not yet shipped.
+    pub logs: Vec<LogLine>,
+    /// The guest's address.
+    pub address: Option<Ipv6Addr>,
+}
+
+/// A command to run in the instance, and where its events go.
+#[derive(Debug)]
+pub struct ExecJob {
+    /// What to run.
+    pub command: ExecCommand,
+    /// Where output and exit go.
+    pub events: mpsc::Sender<ExecEvent>,
+}
+
+/// A running supervisor.
+#[derive(Debug)]
+pub struct Handle {
+    /// Its progress.
+    pub status: Arc<Mutex<Status>>,
+    stop: watch::Sender<bool>,
+    jobs: mpsc::UnboundedSender<ExecJob>,
+}
+
+impl Handle {
+    /// Asks the instance to stop (idempotent).
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Queues a command; it runs once the app has started.
+    pub fn exec(&self, job: ExecJob) -> Result<(), String> {
+        self.jobs
+            .send(job)
+            .map_err(|_| "the instance is gone".to_string())
+    }
+}
+
+fn now_ms() -> Millis {
+    crate::controller::daemon::now()
+}
+
+/// Starts supervising an assignment.
+pub fn spawn(ctx: Arc<Context>, assignment: Assignment) -> Handle {
+    let status = Arc::new(Mutex::new(Status {
+        phase: Phase::Starting,
+        detail: Some("preparing".into()),
+        logs: Vec::new(),
+        address: None,
+    }));
+    let (stop, stop_rx) = watch::channel(false);
+    let (jobs, jobs_rx) = mpsc::unbounded_channel();
+    let span = info_span!("instance", instance = %assignment.id, app = %assignment.name, release = assignment.release);
+    tokio::spawn(supervise(ctx, assignment, status.clone(), stop_rx, jobs_rx).instrument(span));
+    Handle { status, stop, jobs }
+}
+
+fn set(status: &Mutex<Status>, phase: Phase, detail: Option<String>) {
+    let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+    if s.phase != phase || s.detail != detail {
+        info!(phase = ?phase, detail = detail.as_deref().unwrap_or(""), "instance phase");
+    }
+    s.phase = phase;
+    s.detail = detail;
+}
+
+/// Disks, network and process of a prepared instance.
+struct Prepared {
+    dir: PathBuf,
+    rootfs: PathBuf,
+    volumes: Vec<PathBuf>,
+    tap: String,
+    addressing: Addressing,
+    setup: guest::Setup,
+}
+
+async fn supervise(
+    ctx: Arc<Context>,
+    a: Assignment,
+    status: Arc<Mutex<Status>>,
+    mut stop: watch::Receiver<bool>,
+    mut jobs: mpsc::UnboundedReceiver<ExecJob>,
+) {
+    let prepared = tokio::select! {
+        p = prepare(&ctx, &a, &status) => p,
+        _ = stop.changed() => Err("stopped before it started".to_string()),
+    };
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(reason) if *stop.borrow() => {
+            set(&status, Phase::Stopped, Some(reason));
+            return;
+        }
+        Err(reason) => {
+            warn!(%reason, "instance failed to prepare");
+            set(&status, Phase::Failed, Some(reason));
+            return;
+        }
+    };
+    status.lock().unwrap_or_else(|p| p.into_inner()).address = Some(prepared.addressing.guest);
+    let mut restarts = 0u32;
+    loop {
+        match run_vm(&ctx, &a, &prepared, &status, &mut stop, &mut jobs).await {
+            Ok(()) => {
+                set(&status, Phase::Stopped, Some("stopped".into()));
+                break;
+            }
+            Err(reason) => {
+                restarts += 1;
+                let backoff = Duration::from_secs(1u64 << restarts.min(6)).min(MAX_BACKOFF);
+                warn!(%reason, restarts, ?backoff, "the VM stopped; restarting");
+                set(
+                    &status,
+                    Phase::Failed,
+                    Some(format!(
+                        "{reason}; restarting in {}s (restart {restarts})",
+                        backoff.as_secs()
+                    )),
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {
+                        set(&status, Phase::Stopped, Some(format!("stopped after: {reason}")));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let _ = network::delete_tap(&prepared.tap);
+    let _ = tokio::fs::remove_file(&prepared.rootfs).await;
+}
+
+/// Pulls the image, builds the disks and the network, resolves the process.
+async fn prepare(
+    ctx: &Context,
+    a: &Assignment,
+    status: &Mutex<Status>,
+) -> Result<Prepared, String> {
+    set(
+        status,
+        Phase::Starting,
+        Some(format!("pulling {}", a.spec.image)),
+    );
+    let image = ctx
+        .images
+        .pull(&a.spec.image, &ctx.auth)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot pull {}: {}",
+                a.spec.image,
+                crate::controller::error_chain(&e)
+            )
+        })?;
+    set(
+        status,
+        Phase::Starting,
+        Some(format!("building the root filesystem of {}", image.digest)),
+    );
+    let dir = ctx.dir.join("instances").join(&a.id);
+    let rootfs_path = dir.join("rootfs.ext4");
+    let (images, img, dest) = (ctx.images.clone(), image.clone(), rootfs_path.clone());
+    let rootfs = tokio::task::spawn_blocking(move || {
+        let rootfs = images.rootfs(&img)?;
+        images.instance_disk(&rootfs, &dest)?;
+        Ok::<_, crate::host::image::ImageError>(rootfs)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| {
+        format!(
+            "cannot build the root filesystem: {}",
+            crate::controller::error_chain(&e)
+        )
+    })?;
+
+    let command = (!a.spec.command.is_empty()).then_some(a.spec.command.as_slice());
+    let args = (!a.spec.args.is_empty()).then_some(a.spec.args.as_slice());
+    let process = effective_process(
+        &image.run_config(),
+        command,
+        args,
+        &a.spec.env,
+        &rootfs.users,
+    )
+    .map_err(|e| format!("cannot tell what to run: {e}"))?;
+
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for (i, v) in a.spec.volumes.iter().enumerate() {
+        set(
+            status,
+            Phase::Starting,
+            Some(format!("preparing volume {}", v.name)),
+        );
+        let path = volume_path(&ctx.dir, a, &v.name);
+        ensure_volume(&path, v.size.0).await?;
+        mounts.push(guest::VolumeMount {
+            device: disk_device(i + 1),
+            mount: v.mount.clone(),
+        });
+        volumes.push(path);
+    }
+
+    let org = a.name.split('/').next().unwrap_or_default();
+    let addressing = network::addressing(org, &ctx.host, network::instance_number(&a.id));
+    let tap = network::tap_name(&ctx.host, &a.id);
+    network::create_tap(&tap, &addressing).map_err(|e| e.to_string())?;
+
+    let setup = guest::Setup {
+        hostname: a.id.replace('_', "-"),
+        ipv6: Some(guest::Ipv6Config {
+            address: addressing.guest,
+            prefix_len: 64,
+            gateway: Some(addressing.gateway),
+        }),
+        env: process.env.into_iter().collect(),
+        argv: process.argv,
+        workdir: process.workdir,
+        uid: process.uid,
+        gid: process.gid,
+        secrets: Vec::new(),
+        volumes: mounts,
+        grace_ms: u64::try_from(STOP_GRACE.as_millis()).unwrap_or(10_000),
+    };
+    Ok(Prepared {
+        dir,
+        rootfs: rootfs_path,
+        volumes,
+        tap,
+        addressing,
+        setup,
+    })
+}
+
+/// Where a volume of a workload lives on this host: named by the workload's
+/// IDs, the volume name and the slot, never by the instance, so it outlives
+/// instances and releases.
+pub fn volume_path(dir: &Path, a: &Assignment, name: &str) -> PathBuf {
+    let slot = a.slot.map(|s| format!("-{s}")).unwrap_or_default();
+    dir.join("volumes")
+        .join(format!("{}-{}", a.key.app_id, a.key.env_id))
+        .join(format!("{name}{slot}.ext4"))
+}
+
+/// Creates a sparse ext4 volume image of `size` bytes, unless it exists.
+async fn ensure_volume(path: &Path, size: u64) -> Result<(), String> {
+    if path.exists() {
+        return Ok(());
+    }
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    tokio::fs::create_dir_all(parent)
+        .await
+        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    let free = fs_free(parent);
+    if free.is_some_and(|f| f < size / 20) {
+        return Err(format!(
+            "not enough disk space for volume {} ({} requested)",
+            path.display(),
+            vt_repo::ByteSize(size)
+        ));
+    }
+    let tmp = path.with_extension("tmp");
+    let file =
+        std::fs::File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    file.set_len(size)
+        .map_err(|e| format!("cannot size {}: {e}", tmp.display()))?;
+    let out = tokio::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&tmp)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run mkfs.ext4: {e}"))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!(
+            "mkfs.ext4 failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+/// Free bytes on the filesystem holding `path` (via `df`), if known.
+fn fs_free(path: &Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Boots the VM and runs it until it is stopped (`Ok`) or dies (`Err`).
+async fn run_vm(
+    ctx: &Context,
+    a: &Assignment,
+    p: &Prepared,
+    status: &Mutex<Status>,
+    stop: &mut watch::Receiver<bool>,
+    jobs: &mut mpsc::UnboundedReceiver<ExecJob>,
+) -> Result<(), String> {
+    std::fs::create_dir_all(&p.dir)
+        .map_err(|e| format!("cannot create {}: {e}", p.dir.display()))?;
+    let channel = p.dir.join("channel.sock");
+    let console = p.dir.join("console.log");
+    let _ = std::fs::remove_file(&channel);
+    let spec = LaunchSpec {
+        qemu: ctx.qemu.clone(),
+        kernel: ctx.guest.kernel.clone(),
+        initramfs: ctx.guest.initramfs.clone(),
+        accel: ctx.accel,
+        vcpus: vcpus(a.spec.cpu.0),
+        memory_mib: a.spec.memory.mib().max(64),
+        rootfs: p.rootfs.clone(),
+        volumes: p.volumes.clone(),
+        tap: Some(p.tap.clone()),
+        mac: network::mac(&a.id),
+        channel: channel.clone(),
+        console: console.clone(),
+    };
+    set(
+        status,
+        Phase::Starting,
+        Some(format!("booting ({})", ctx.accel)),
+    );
+    let boot = Instant::now();
+    let stderr = std::fs::File::create(p.dir.join("qemu.log")).map_err(|e| e.to_string())?;
+    let mut child = tokio::process::Command::new(&ctx.qemu)
+        .args(spec.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", ctx.qemu.display()))?;
+
+    let stream = loop {
+        match tokio::net::UnixStream::connect(&channel).await {
+            Ok(s) => break s,
+            Err(_) if boot.elapsed() < Duration::from_secs(10) => {
+                if let Ok(Some(exit)) = child.try_wait() {
+                    return Err(format!(
+                        "qemu exited at once ({exit}): {}",
+                        tail(&p.dir.join("qemu.log"))
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(format!("cannot open the guest channel: {e}")),
+        }
+    };
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+
+    let hello = tokio::time::timeout(BOOT_TIMEOUT, lines.next_line()).await;
+    match hello {
+        Ok(Ok(Some(line)))
+            if matches!(
+                guest::decode::<GuestToHost>(line.as_bytes()),
+                Ok(GuestToHost::Hello { .. })
+            ) => {}
+        Ok(_) => return Err(format!("the guest did not greet: {}", tail(&console))),
+        Err(_) => {
+            return Err(format!(
+                "the guest did not boot within {}s: {}",
+                BOOT_TIMEOUT.as_secs(),
+                tail(&console)
+            ))
+        }
+    }
+    let setup =
+        guest::encode(&HostToGuest::Setup(Box::new(p.setup.clone()))).map_err(|e| e.to_string())?;
+    write
+        .write_all(&setup)
+        .await
+        .map_err(|e| format!("cannot send the setup: {e}"))?;
+
+    let check = a.spec.health.clone();
+    let port = check
+        .as_ref()
+        .and_then(|c| a.spec.ports.iter().find(|port| port.name == c.port))
+        .map_or(0, |port| port.port);
+    let mut verdict = Verdict::default();
+    let mut ticker = tokio::time::interval(
+        check
+            .as_ref()
+            .map_or(Duration::from_secs(3600), health::interval),
+    );
+    let mut started = false;
+    let mut sessions: BTreeMap<u64, mpsc::Sender<ExecEvent>> = BTreeMap::new();
+    let mut next_session = 0u64;
+    loop {
+        tokio::select! {
+            Some(job) = jobs.recv(), if started => {
+                next_session += 1;
+                let id = next_session;
+                let mut frames = vec![HostToGuest::Exec(guest::ExecRequest { id, argv: job.command.argv, ..guest::ExecRequest::default() })];
+                if !job.command.stdin.is_empty() {
+                    frames.push(HostToGuest::ExecInput { id, data_b64: job.command.stdin.into() });
+                }
+                frames.push(HostToGuest::ExecEof { id });
+                for frame in frames {
+                    if let Ok(bytes) = guest::encode(&frame) {
+                        if write.write_all(&bytes).await.is_err() {
+                            let _ = job.events.send(ExecEvent::Error { message: "the guest channel is closed".into() }).await;
+                        }
+                    }
+                }
+                sessions.insert(id, job.events);
+            }
+            line = lines.next_line() => {
+                let line = match line {
+                    Ok(Some(line)) => line,
+                    _ => {
+                        let exit = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                        return Err(format!("the VM stopped ({}): {}", exit.map_or("still running".into(), |e| e.map_or_else(|e| e.to_string(), |s| s.to_string())), tail(&console)));
+                    }
+                };
+                match guest::decode::<GuestToHost>(line.as_bytes()) {
+                    Ok(GuestToHost::Started { pid }) => {
+                        started = true;
+                        info!(pid, boot_ms = boot.elapsed().as_millis() as u64, "app started");
+                        if check.is_none() {
+                            set(status, Phase::Healthy, Some(format!("running ({}, booted in {} ms)", ctx.accel, boot.elapsed().as_millis())));
+                        } else {
+                            set(status, Phase::Starting, Some(format!("running, waiting for the health check ({})", ctx.accel)));
+                        }
+                    }
+                    Ok(GuestToHost::Log { stream, line, time_ms }) => {
+                        let stream = match stream { guest::Stream::Stdout => "stdout", guest::Stream::Stderr => "stderr" };
+                        let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+                        s.logs.push(LogLine { instance: a.id.clone(), name: a.name.clone(), stream: stream.into(), time: if time_ms > 0 { time_ms } else { now_ms() }, line });
+                    }
+                    Ok(GuestToHost::Exited { code, signal, oom }) => {
+                        let why = match (code, signal, oom) {
+                            (_, _, true) => "the app was killed for running out of memory".to_string(),
+                            (Some(c), _, _) => format!("the app exited with code {c}"),
+                            (_, Some(s), _) => format!("the app was killed by signal {s}"),
+                            _ => "the app ended".to_string(),
+                        };
+                        let _ = child.kill().await;
+                        return Err(why);
+                    }
+                    Ok(GuestToHost::ExecOutput { id, stream, data_b64 }) => {
+                        if let Some(tx) = sessions.get(&id) {
+                            let stream = match stream { guest::Stream::Stdout => "stdout", guest::Stream::Stderr => "stderr" };
+                            let _ = tx.send(ExecEvent::Output { stream: stream.into(), data: data_b64.0 }).await;
+                        }
+                    }
+                    Ok(GuestToHost::ExecExited { id, code, signal }) => {
+                        if let Some(tx) = sessions.remove(&id) {
+                            let _ = tx.send(ExecEvent::Exited { code, signal }).await;
+                        }
+                    }
+                    Ok(GuestToHost::Error { message, id: Some(id) }) => {
+                        if let Some(tx) = sessions.remove(&id) {
+                            let _ = tx.send(ExecEvent::Error { message }).await;
+                        }
+                    }
+                    Ok(GuestToHost::Error { message, .. }) => {
+                        warn!(%message, "guest error");
+                        if !started {
+                            let _ = child.kill().await;
+                            return Err(message);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "unreadable frame from the guest"),
+                }
+            }
+            _ = ticker.tick(), if started && check.is_some() => {
+                if let Some(c) = &check {
+                    let result = health::check_once(c, p.addressing.guest, port).await;
+                    if verdict.record(c, result.is_ok()) {
+                        match (verdict.healthy, result) {
+                            (Some(true), _) => set(status, Phase::Healthy, Some(format!("healthy ({}, ready {} ms after boot)", ctx.accel, boot.elapsed().as_millis()))),
+                            (_, Err(e)) => set(status, Phase::Unhealthy, Some(format!("health check failing: {e}"))),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            exit = child.wait() => {
+                return Err(format!("qemu exited ({}): {}", exit.map_or_else(|e| e.to_string(), |s| s.to_string()), tail(&p.dir.join("qemu.log"))));
+            }
+            _ = stop.changed() => {
+                set(status, Phase::Stopping, Some("stopping".into()));
+                let grace = u64::try_from(STOP_GRACE.as_millis()).unwrap_or(10_000);
+                if let Ok(frame) = guest::encode(&HostToGuest::Stop { grace_ms: grace }) {
+                    let _ = write.write_all(&frame).await;
+                }
+                if tokio::time::timeout(STOP_GRACE + Duration::from_secs(5), child.wait()).await.is_err() {
+                    warn!("the VM did not power off in time; killing it");
+                    let _ = child.kill().await;
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The last lines of a log file, for error messages.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}

@@ -1,0 +1,17 @@
+//! End-to-end tests: the real `vt` binary as separate processes (controller,
+//! sim hosts, CLI), real git repositories changed with the `git` CLI, the
+//! real QUIC protocol between them and the HTTP API, all on 127.0.0.1.
+//!
+//! `vt` must be built first (`cargo build -p vt`; `just test` does it). Every
+//! process a test starts is killed when the test ends, pass or fail.
+
+mod support;
+
+mod auth;
+mod faults;
+mod host_loss;
+mod rejected;
+mod releases;
+mod restart;
+mod rollout;
+mod webhook;
