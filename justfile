@@ -25,7 +25,7 @@ lint:
 
 # Benchmarks (figures go to the README's performance section).
 bench:
-    cargo bench --workspace
+    cargo bench -p vt-fleet -p vt --bench planner --bench push_latency
 
 # Set up, build, and run the local stack (controller + 2 simulated hosts) on a sample app.
 dev: setup

@@ -3,7 +3,7 @@
 
 use crate::mounts::ROOT;
 use crate::reaper::ExitStatus;
-use crate::spawn::{self, Spec, SpawnError, Stdio};
+use crate::spawn::{self, SpawnError, Spec, Stdio};
 use crate::sys;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -180,10 +180,13 @@ impl App {
 
     /// The open output pipes, for polling.
     pub fn fds(&self) -> Vec<(Stream, i32)> {
-        [(Stream::Stdout, &self.stdout), (Stream::Stderr, &self.stderr)]
-            .into_iter()
-            .filter_map(|(stream, out)| out.as_ref().map(|o| (stream, o.fd.as_raw_fd())))
-            .collect()
+        [
+            (Stream::Stdout, &self.stdout),
+            (Stream::Stderr, &self.stderr),
+        ]
+        .into_iter()
+        .filter_map(|(stream, out)| out.as_ref().map(|o| (stream, o.fd.as_raw_fd())))
+        .collect()
     }
 
     /// Reads what is available on one stream and turns it into `Log`

@@ -239,7 +239,9 @@ impl Channel {
             self.out.push_log(bytes, |count| {
                 encode(&GuestToHost::Log {
                     stream: protocol::Stream::Stderr,
-                    line: format!("vt-init: dropped {count} log lines while the host was not reading"),
+                    line: format!(
+                        "vt-init: dropped {count} log lines while the host was not reading"
+                    ),
                     time_ms: sys::now_ms(),
                 })
             });
@@ -257,7 +259,12 @@ impl Channel {
     pub fn interest(&self) -> Option<libc::pollfd> {
         self.connected.then(|| libc::pollfd {
             fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN | if self.out.is_empty() { 0 } else { libc::POLLOUT },
+            events: libc::POLLIN
+                | if self.out.is_empty() {
+                    0
+                } else {
+                    libc::POLLOUT
+                },
             revents: 0,
         })
     }
@@ -281,10 +288,7 @@ impl Channel {
                     }
                     Ok(n) => {
                         for line in self.lines.push(buf.get(..n).unwrap_or_default()) {
-                            frames.push(
-                                line.map_err(|e| e.to_string())
-                                    .and_then(|l| decode(&l)),
-                            );
+                            frames.push(line.map_err(|e| e.to_string()).and_then(|l| decode(&l)));
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -454,7 +458,9 @@ mod tests {
         q.push_log(b"too much\n".to_vec(), |_| b"never\n".to_vec());
         q.push_log(b"again\n".to_vec(), |_| b"never\n".to_vec());
         q.consume(LOG_CAP - 10);
-        q.push_log(b"later\n".to_vec(), |n| format!("dropped {n}\n").into_bytes());
+        q.push_log(b"later\n".to_vec(), |n| {
+            format!("dropped {n}\n").into_bytes()
+        });
         assert_eq!(drain_all(&mut q), b"fits\ndropped 2\nlater\n");
     }
 }

@@ -127,7 +127,10 @@ impl Execs {
         if session.pending.len() + data.0.len() > MAX_PENDING_INPUT {
             return Some(error(
                 id,
-                format!("exec session {id} is not reading its input; dropped {} bytes", data.0.len()),
+                format!(
+                    "exec session {id} is not reading its input; dropped {} bytes",
+                    data.0.len()
+                ),
             ));
         }
         session.pending.extend_from_slice(&data.0);
@@ -217,7 +220,12 @@ impl Execs {
 
     /// If `pid` is a session's process: forwards the output it left, ends
     /// the session with `ExecExited`, and returns true.
-    pub fn reaped(&mut self, pid: libc::pid_t, status: ExitStatus, frames: &mut Vec<GuestToHost>) -> bool {
+    pub fn reaped(
+        &mut self,
+        pid: libc::pid_t,
+        status: ExitStatus,
+        frames: &mut Vec<GuestToHost>,
+    ) -> bool {
         let Some(id) = self
             .sessions
             .iter()

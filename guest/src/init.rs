@@ -226,14 +226,23 @@ impl Init {
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        let stop = self.stop.as_ref().map(|s| s.power_off_at.unwrap_or(s.deadline));
-        [self.channel.recheck_at(), stop].into_iter().flatten().min()
+        let stop = self
+            .stop
+            .as_ref()
+            .map(|s| s.power_off_at.unwrap_or(s.deadline));
+        [self.channel.recheck_at(), stop]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn timers(&mut self, now: Instant) {
         let state = self.state_frames();
         if self.channel.recheck(now, state) {
-            sys::log(format_args!("host connected on {}", self.channel.path().display()));
+            sys::log(format_args!(
+                "host connected on {}",
+                self.channel.path().display()
+            ));
         }
         let app_running = self.app_running();
         if let Some(stop) = &self.stop {
@@ -360,7 +369,9 @@ impl Init {
             hostname: setup.hostname.clone(),
         });
         if setup.argv.is_empty() {
-            frames.push(GuestToHost::error("Setup has an empty argv: nothing to run"));
+            frames.push(GuestToHost::error(
+                "Setup has an empty argv: nothing to run",
+            ));
             return;
         }
         match App::start(setup, &env) {
@@ -391,7 +402,7 @@ impl Init {
         net::configure(&setup.hostname, setup.ipv6.as_ref())?;
         self.mounts.mount_system()?;
         for volume in &setup.volumes {
-            self.mounts.mount_volume(volume)?;
+            self.mounts.mount_volume(volume, (setup.uid, setup.gid))?;
         }
         self.mounts.write_secrets(&setup.secrets)?;
         if setup.workdir != "/" && !setup.workdir.is_empty() {

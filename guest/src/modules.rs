@@ -44,18 +44,38 @@ pub fn load_all(load_order: &Path) -> Vec<String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => return vec![format!("cannot read {}: {e}", load_order.display())],
     };
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let mut errors = Vec::new();
     for path in parse_load_order(&text) {
-        if let Err(e) = load(path) {
+        if let Err(e) = load(path, &params_for(path, &cmdline)) {
             errors.push(format!("cannot load module {path}: {e}"));
         }
     }
     errors
 }
 
-fn load(path: &str) -> io::Result<()> {
+/// The parameters the kernel command line gives a module (`virtio_mmio.device=...`
+/// is how the microvm machine describes its devices when ACPI is off):
+/// modprobe's job, which PID 1 of an initramfs has to do itself.
+pub fn params_for(path: &str, cmdline: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let module = file.split(".ko").next().unwrap_or(file).replace('-', "_");
+    cmdline
+        .split_whitespace()
+        .filter_map(|word| {
+            word.split_once('.')
+                .filter(|(m, _)| m.replace('-', "_") == module)
+                .map(|(_, param)| param)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn load(path: &str, params: &str) -> io::Result<()> {
     let file = File::open(path)?;
-    match sys::finit_module(&file, flags_for(path)) {
+    let params = std::ffi::CString::new(params)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in module parameters"))?;
+    match sys::finit_module(&file, &params, flags_for(path)) {
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
         other => other,
     }
@@ -64,6 +84,16 @@ fn load(path: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_parameters_come_from_the_command_line() {
+        let cmdline = "console=ttyS0 virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11 quiet";
+        assert_eq!(
+            params_for("/lib/modules/virtio_mmio.ko", cmdline),
+            "device=512@0xfeb00e00:12 device=512@0xfeb00c00:11"
+        );
+        assert_eq!(params_for("/lib/modules/virtio_blk.ko", cmdline), "");
+    }
 
     #[test]
     fn parses_load_order() {

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions, Permissions};
 use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt,
+};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 use vt_init::protocol::{SecretFile, VolumeMount};
@@ -46,7 +48,13 @@ pub fn mount_early() -> Vec<String> {
             NOSUID | NOEXEC,
             Some("mode=0620,ptmxmode=0666"),
         ),
-        ("tmpfs", "/dev/shm", "tmpfs", NOSUID | NODEV, Some("mode=1777")),
+        (
+            "tmpfs",
+            "/dev/shm",
+            "tmpfs",
+            NOSUID | NODEV,
+            Some("mode=1777"),
+        ),
         ("tmpfs", "/run", "tmpfs", NOSUID | NODEV, Some("mode=0755")),
     ];
     let mut errors = Vec::new();
@@ -58,7 +66,10 @@ pub fn mount_early() -> Vec<String> {
         }
         match sys::mount(Some(source), target, Some(fstype), flags, data) {
             Err(e) if e.raw_os_error() != Some(libc::EBUSY) => {
-                errors.push(format!("cannot mount {fstype} on {}: {e}", target.display()));
+                errors.push(format!(
+                    "cannot mount {fstype} on {}: {e}",
+                    target.display()
+                ));
             }
             _ => {}
         }
@@ -237,20 +248,29 @@ impl Mounts {
     }
 
     /// Mounts a volume's device (ext4) at its path inside the root
-    /// filesystem. A fresh volume's root directory takes the owner and mode
-    /// of the image's directory it covers, so a non-root app can write it.
-    pub fn mount_volume(&mut self, volume: &VolumeMount) -> Result<(), String> {
+    /// filesystem. A fresh volume's root directory (nothing but
+    /// `lost+found`) takes the owner and mode of the image's directory it
+    /// covers, or, where the image has none, belongs to the app's user
+    /// (`owner`), so a non-root app can write it.
+    pub fn mount_volume(&mut self, volume: &VolumeMount, owner: (u32, u32)) -> Result<(), String> {
         check_path(&volume.mount).map_err(|e| format!("volume mount path: {e}"))?;
         if !volume.device.starts_with("/dev/") {
-            return Err(format!("volume device {:?} is not under /dev", volume.device));
+            return Err(format!(
+                "volume device {:?} is not under /dev",
+                volume.device
+            ));
         }
         let device = Path::new(&volume.device);
         if !wait_for(device, DEVICE_WAIT) {
             return Err(format!("volume device {} did not appear", volume.device));
         }
-        let target = resolve_in_root(Path::new(ROOT), &volume.mount, true)
+        let root = Path::new(ROOT);
+        let covered = resolve_in_root(root, &volume.mount, false)
+            .and_then(fs::metadata)
+            .map(|m| (m.uid(), m.gid(), m.mode() & 0o7777))
+            .unwrap_or((owner.0, owner.1, 0o755));
+        let target = resolve_in_root(root, &volume.mount, true)
             .map_err(|e| format!("cannot create volume mount point {}: {e}", volume.mount))?;
-        let covered = fs::metadata(&target).ok();
         sys::mount(Some(&volume.device), &target, Some("ext4"), 0, None).map_err(|e| {
             format!(
                 "cannot mount volume {} (ext4) on {}: {e}",
@@ -258,11 +278,10 @@ impl Mounts {
             )
         })?;
         self.stack.push((target.clone(), true));
-        if let Some(covered) = covered {
-            if is_fresh(&target) {
-                let _ = std::os::unix::fs::chown(&target, Some(covered.uid()), Some(covered.gid()));
-                let _ = fs::set_permissions(&target, Permissions::from_mode(covered.mode() & 0o7777));
-            }
+        if is_fresh(&target) {
+            let (uid, gid, mode) = covered;
+            let _ = std::os::unix::fs::chown(&target, Some(uid), Some(gid));
+            let _ = fs::set_permissions(&target, Permissions::from_mode(mode));
         }
         Ok(())
     }
@@ -308,13 +327,8 @@ impl Mounts {
             let flags = if disk { 0 } else { libc::MNT_DETACH };
             if let Err(e) = sys::umount(&path, flags) {
                 if disk {
-                    let remount = sys::mount(
-                        None,
-                        &path,
-                        None,
-                        libc::MS_REMOUNT | libc::MS_RDONLY,
-                        None,
-                    );
+                    let remount =
+                        sys::mount(None, &path, None, libc::MS_REMOUNT | libc::MS_RDONLY, None);
                     if let Err(e2) = remount {
                         sys::log(format_args!(
                             "cannot unmount {} ({e}) nor remount it read-only: {e2}",

@@ -61,13 +61,12 @@ pub fn configure(hostname: &str, ipv6: Option<&Ipv6Config>) -> Result<(), String
     // virtio_net probes as its module loads; give it a moment anyway.
     let sysfs = Path::new("/sys/class/net").join(ETH);
     if !crate::mounts::wait_for(&sysfs, Duration::from_secs(3)) {
-        return Err(format!("network interface {ETH} did not appear (virtio_net loaded?)"));
+        return Err(format!(
+            "network interface {ETH} did not appear (virtio_net loaded?)"
+        ));
     }
     let eth = ifindex(ETH).map_err(|e| format!("cannot find {ETH}: {e}"))?;
-    let _ = std::fs::write(
-        format!("/proc/sys/net/ipv6/conf/{ETH}/accept_dad"),
-        b"0",
-    );
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{ETH}/accept_dad"), b"0");
     netlink
         .request(&link_up(3, eth))
         .map_err(|e| format!("cannot bring {ETH} up: {e}"))?;
@@ -331,7 +330,10 @@ mod tests {
         let msg = new_addr(2, 1, &[127, 0, 0, 1], 8, true);
         // header 16 + ifaddrmsg 8 + IFA_LOCAL 8 + IFA_ADDRESS 8
         assert_eq!(msg.len(), 40);
-        assert_eq!(&msg[16..20], &[libc::AF_INET as u8, 8, IFA_F_PERMANENT, RT_SCOPE_HOST]);
+        assert_eq!(
+            &msg[16..20],
+            &[libc::AF_INET as u8, 8, IFA_F_PERMANENT, RT_SCOPE_HOST]
+        );
         assert_eq!(u16_at(&msg, 26), IFA_LOCAL);
         assert_eq!(&msg[28..32], &[127, 0, 0, 1]);
         assert_eq!(u16_at(&msg, 34), IFA_ADDRESS);

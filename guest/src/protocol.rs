@@ -560,7 +560,10 @@ mod tests {
         )
         .expect("utf8");
         assert!(json.starts_with(r#"{"type":"setup","hostname":"web-1","ipv6":{"address":"fd00:1::2","prefix_len":64,"gateway":"fd00:1::1"},"env":[["PORT","8080"]]"#), "{json}");
-        assert!(json.contains(r#""content_b64":"aHVudGVyMgoA/w==""#), "{json}");
+        assert!(
+            json.contains(r#""content_b64":"aHVudGVyMgoA/w==""#),
+            "{json}"
+        );
     }
 
     #[test]
@@ -609,7 +612,10 @@ mod tests {
         assert_eq!(oks(lines.push(b"5")), ["ERR frame longer than 4 bytes"]);
         assert!(lines.push(b"678").is_empty());
         assert_eq!(oks(lines.push(b"9\nok\n")), ["ok"]);
-        assert_eq!(oks(lines.push(b"toolong\nx\n")), ["ERR frame longer than 4 bytes", "x"]);
+        assert_eq!(
+            oks(lines.push(b"toolong\nx\n")),
+            ["ERR frame longer than 4 bytes", "x"]
+        );
         lines.push(b"par");
         lines.reset();
         assert_eq!(oks(lines.push(b"y\n")), ["y"]);

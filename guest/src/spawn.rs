@@ -263,7 +263,15 @@ pub fn spawn(spec: &Spec<'_>, stdio: Stdio) -> Result<libc::pid_t, SpawnError> {
         return Err(fail(Stage::Fork, io::Error::last_os_error(), None));
     }
     if pid == 0 {
-        child(&prepared, &argv, &envp, spec.uid, spec.gid, stdio, err_write.as_raw_fd());
+        child(
+            &prepared,
+            &argv,
+            &envp,
+            spec.uid,
+            spec.gid,
+            stdio,
+            err_write.as_raw_fd(),
+        );
     }
     drop(err_write);
     let mut report = [0u8; 8];
@@ -310,7 +318,11 @@ fn child(
             libc::_exit(code)
         }
     };
-    let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+    let errno = || {
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    };
 
     // SAFETY (whole block): only async-signal-safe libc calls, on
     // descriptors and C strings prepared before the fork.
@@ -462,7 +474,10 @@ mod tests {
             pid: Some(5),
         };
         assert_eq!(err.exit_code(), 127);
-        assert_eq!(err.to_string(), "`nginx` was not found in the root filesystem");
+        assert_eq!(
+            err.to_string(),
+            "`nginx` was not found in the root filesystem"
+        );
         let err = SpawnError {
             stage: Stage::Exec,
             error: io::Error::from_raw_os_error(libc::EACCES),

@@ -185,8 +185,11 @@ pub fn disable_ctrl_alt_del() {
 }
 
 /// Loads a kernel module from an open `.ko` file (`finit_module(2)`).
-pub fn finit_module(file: &impl AsRawFd, flags: libc::c_int) -> io::Result<()> {
-    let params = c"";
+pub fn finit_module(
+    file: &impl AsRawFd,
+    params: &std::ffi::CStr,
+    flags: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: the fd is open for the duration of the call and `params` is a
     // NUL-terminated string.
     let ret = unsafe {
@@ -277,9 +280,8 @@ impl SignalFd {
         // SAFETY: `set` is initialised; the old mask is not wanted.
         check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })?;
         // SAFETY: -1 asks for a new descriptor; `set` is initialised.
-        let fd = check(unsafe {
-            libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
-        })?;
+        let fd =
+            check(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
         // SAFETY: signalfd succeeded: a fresh descriptor we now own.
         Ok(SignalFd {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
@@ -294,7 +296,13 @@ impl SignalFd {
             // SAFETY: signalfd_siginfo is plain data.
             let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
             // SAFETY: `info` is valid for writes of `size` bytes.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+            let n = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    size,
+                )
+            };
             if usize::try_from(n).ok() != Some(size) {
                 return signals;
             }

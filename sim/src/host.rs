@@ -244,6 +244,7 @@ impl SimHost {
                 id: i.id.clone(),
                 phase: i.phase,
                 detail: i.detail.clone(),
+                restarts: 0,
             })
             .collect();
         self.instances

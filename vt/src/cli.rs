@@ -177,6 +177,23 @@ pub enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Run a command in an instance of an app (a healthy one unless --instance).
+    Exec {
+        /// App name or qualified name.
+        app: String,
+        /// Only this env.
+        #[arg(long)]
+        env: Option<String>,
+        /// This instance.
+        #[arg(long)]
+        instance: Option<String>,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
     /// The fleet's hosts with capacity and what is reserved.
     Hosts {
         /// The controller.

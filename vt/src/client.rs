@@ -58,7 +58,31 @@ impl Client {
                 req = req.query(key, value);
             }
         }
-        req.call().map_err(|e| match e {
+        self.answer(req.call())
+    }
+
+    /// POSTs `body` as JSON to `path` and decodes the JSON answer.
+    pub fn post<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CliError> {
+        let req = ureq::post(&format!("{}{path}", self.base))
+            .set("authorization", &format!("Bearer {}", self.token));
+        self.answer(req.send_json(body))?.into_json().map_err(|e| {
+            CliError::new(
+                Exit::Failure,
+                "E_CONTROLLER",
+                format!("the controller's answer is not valid: {e}"),
+            )
+        })
+    }
+
+    fn answer(
+        &self,
+        result: Result<ureq::Response, ureq::Error>,
+    ) -> Result<ureq::Response, CliError> {
+        result.map_err(|e| match e {
             ureq::Error::Status(status, resp) => {
                 let body: serde_json::Value = resp.into_json().unwrap_or_default();
                 let message = body["message"]
@@ -73,6 +97,7 @@ impl Client {
                 };
                 let exit = match status {
                     404 => Exit::NotFound,
+                    422 => Exit::Failure,
                     400 => Exit::Usage,
                     _ => Exit::Failure,
                 };

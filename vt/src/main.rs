@@ -21,6 +21,23 @@ use std::process::ExitCode;
 fn run(cli: &Cli) -> Result<(), CliError> {
     let g = &cli.global;
     match &cli.command {
+        Command::Exec {
+            app,
+            env,
+            instance,
+            command,
+            api,
+        } => {
+            let code = observe::exec(
+                &api_client(api)?,
+                app.clone(),
+                env.clone(),
+                instance.clone(),
+                command.clone(),
+            )?;
+            // The command's own exit code is vt's.
+            std::process::exit(i32::from(code));
+        }
         Command::Init { dir } => commands::init::run(g, dir.as_deref()),
         Command::Org(OrgCommand::Create { name }) => commands::create::org(g, name),
         Command::Project(ProjectCommand::Create { name, org }) => {

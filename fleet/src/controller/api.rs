@@ -74,12 +74,20 @@ pub struct AppQuery {
     pub env: Option<String>,
 }
 
-/// Query of `/v1/events`.
+/// Query of `/v1/events`: the [`EventFilter`] fields (not flattened: serde's
+/// flatten cannot parse numbers out of a query string).
 #[derive(Debug, Default, Deserialize)]
 pub struct EventsQuery {
-    /// The filter.
-    #[serde(flatten)]
-    pub filter: EventFilter,
+    /// App filter.
+    pub app: Option<String>,
+    /// Env filter.
+    pub env: Option<String>,
+    /// Kind filter.
+    pub kind: Option<String>,
+    /// Only events after this sequence number.
+    pub after: Option<u64>,
+    /// Only events at or after this time (Unix ms).
+    pub since: Option<u64>,
     /// Most events returned (newest), default 200.
     pub limit: Option<usize>,
     /// Keep the response open and stream new events (SSE).
@@ -104,6 +112,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/hosts", get(hosts))
         .route("/v1/logs", get(logs))
+        .route("/v1/exec", post(exec))
         .route_layer(axum::middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
         .route("/v1/hooks/git", post(git_hook))
@@ -196,16 +205,20 @@ async fn events(
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(200);
+    let filter = EventFilter {
+        app: q.app.clone(),
+        env: q.env.clone(),
+        kind: q.kind.clone(),
+        after: q.after,
+        since: q.since,
+    };
     // Subscribe before reading the backlog so nothing falls in between.
     let live = shared.events.subscribe();
-    let backlog = shared.lock().store().events(&q.filter, limit)?;
+    let backlog = shared.lock().store().events(&filter, limit)?;
     if !q.follow {
         return Ok(Json(backlog).into_response());
     }
-    let last = backlog
-        .last()
-        .map_or(q.filter.after.unwrap_or(0), |e| e.seq);
-    let filter = q.filter.clone();
+    let last = backlog.last().map_or(filter.after.unwrap_or(0), |e| e.seq);
     let backlog = tokio_stream::iter(backlog);
     let live = tokio_stream::wrappers::BroadcastStream::new(live)
         .filter_map(|e| e.ok())
@@ -331,4 +344,164 @@ async fn logs(
     Ok(Sse::new(stream)
         .keep_alive(sse::KeepAlive::default())
         .into_response())
+}
+
+/// Body of `POST /v1/exec`.
+#[derive(Debug, Deserialize)]
+pub struct ExecRequest {
+    /// App name or suffix of its qualified name.
+    pub app: String,
+    /// Env name.
+    pub env: Option<String>,
+    /// A specific instance (default: a healthy one).
+    pub instance: Option<String>,
+    /// Command and arguments.
+    pub argv: Vec<String>,
+    /// Bytes for stdin.
+    #[serde(default)]
+    pub stdin: Vec<u8>,
+}
+
+/// What `POST /v1/exec` answers.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ExecResult {
+    /// The instance it ran in.
+    pub instance: String,
+    /// The host of that instance.
+    pub host: String,
+    /// Everything written to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything written to stderr.
+    pub stderr: Vec<u8>,
+    /// Exit code, if it exited.
+    pub code: Option<i32>,
+    /// Signal, if one killed it.
+    pub signal: Option<i32>,
+}
+
+/// How long an exec may run.
+const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+async fn exec(
+    State(shared): State<Arc<Shared>>,
+    Json(req): Json<ExecRequest>,
+) -> ApiResult<ExecResult> {
+    use crate::plan::Phase;
+    use crate::wire::frame;
+    use crate::wire::messages::{ExecCommand, ExecEvent};
+    let target = {
+        let c = shared.lock();
+        let mut candidates: Vec<_> = c
+            .instances()
+            .into_iter()
+            .filter(|i| views::matches(&i.name, &req.app, req.env.as_deref()))
+            .filter(|i| req.instance.as_deref().is_none_or(|id| i.instance.id == id))
+            .filter(|i| {
+                matches!(
+                    i.instance.phase,
+                    Phase::Healthy | Phase::Unhealthy | Phase::Starting
+                )
+            })
+            .collect();
+        candidates.sort_by_key(|i| (i.instance.phase != Phase::Healthy, i.instance.id.clone()));
+        candidates
+            .into_iter()
+            .next()
+            .map(|i| (i.instance.id.clone(), i.instance.host.clone()))
+    };
+    let (instance, host) = target.ok_or_else(|| {
+        let what = req
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", req.app, req.env.clone().unwrap_or_default()));
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "E_NOT_FOUND",
+            format!("no running instance of {}", what.trim()),
+        )
+    })?;
+    let conn = shared
+        .host_conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&host)
+        .cloned();
+    let conn = conn.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "E_HOST_UNREACHABLE",
+            format!("host {host} of instance {instance} is not connected"),
+        )
+    })?;
+    let wire_error = |e: crate::wire::WireError| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "E_HOST_UNREACHABLE",
+            format!(
+                "exec on host {host}: {}",
+                crate::controller::error_chain(&e)
+            ),
+        )
+    };
+    let run = async {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| wire_error(e.into()))?;
+        frame::send(
+            &mut send,
+            &ExecCommand {
+                instance: instance.clone(),
+                argv: req.argv.clone(),
+                stdin: req.stdin.clone(),
+            },
+        )
+        .await
+        .map_err(wire_error)?;
+        let mut result = ExecResult {
+            instance: instance.clone(),
+            host: host.clone(),
+            ..ExecResult::default()
+        };
+        loop {
+            match frame::recv::<ExecEvent>(&mut recv)
+                .await
+                .map_err(wire_error)?
+            {
+                Some(ExecEvent::Output { stream, data }) if stream == "stderr" => {
+                    result.stderr.extend(data)
+                }
+                Some(ExecEvent::Output { data, .. }) => result.stdout.extend(data),
+                Some(ExecEvent::Exited { code, signal }) => {
+                    result.code = code;
+                    result.signal = signal;
+                    return Ok(result);
+                }
+                Some(ExecEvent::Error { message }) => {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "E_EXEC",
+                        message,
+                    ))
+                }
+                None => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "E_EXEC",
+                        "the host ended the exec without an exit status",
+                    ))
+                }
+            }
+        }
+    };
+    let result = tokio::time::timeout(EXEC_TIMEOUT, run)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "E_EXEC",
+                format!(
+                    "the command did not finish within {}s",
+                    EXEC_TIMEOUT.as_secs()
+                ),
+            )
+        })??;
+    Ok(Json(result))
 }

@@ -61,6 +61,9 @@ pub struct InstanceRecord {
     pub placement: String,
     /// The host's last detail (failure reason, ...).
     pub detail: Option<String>,
+    /// In-place restarts the host reported.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// Controller-wide facts kept across restarts.
@@ -111,13 +114,24 @@ pub struct Controller {
     volumes: BTreeMap<String, VolumePlacement>,
     pending: BTreeMap<WorkloadKey, Vec<Pending>>,
     next_event: u64,
+    /// When retention last ran (it reads the whole event log).
+    last_retention: Option<Millis>,
+    /// Unknown instances already reported, so each gets one event.
+    unknown_seen: BTreeSet<String>,
     batch: Batch,
     new_events: Vec<Event>,
 }
 
 const META: &str = "meta";
+/// How often event retention runs.
+const RETENTION_EVERY: Millis = 60_000;
 const ACTIVE: &str = "active";
 const RETENTION: &str = "retention";
+
+/// A phase as people read it: `starting`, `healthy`.
+pub fn phase_name(phase: Phase) -> String {
+    format!("{phase:?}").to_lowercase()
+}
 
 fn key_path(key: &WorkloadKey) -> String {
     format!("{}/{}", key.app_id, key.env_id)
@@ -173,6 +187,8 @@ impl Controller {
             volumes,
             pending: BTreeMap::new(),
             next_event,
+            last_retention: None,
+            unknown_seen: BTreeSet::new(),
             batch: Batch::default(),
             new_events: Vec::new(),
         })
@@ -401,9 +417,30 @@ impl Controller {
             reported.insert(r.id.as_str());
             match self.instances.get_mut(&r.id) {
                 Some(rec) if rec.instance.host == host => {
-                    if rec.instance.phase != r.phase
-                        && !(rec.instance.phase == Phase::Stopping && r.phase.is_live())
-                    {
+                    if r.restarts > rec.restarts {
+                        rec.restarts = r.restarts;
+                        let (name, release) = (rec.name.clone(), rec.instance.release);
+                        let why = r.detail.clone().unwrap_or_default();
+                        self.emit(
+                            Event::new(
+                                kind::INSTANCE_CRASHED,
+                                now,
+                                format!(
+                                    "instance {} on {host} crashed (restart {}): {why}",
+                                    r.id, r.restarts
+                                ),
+                            )
+                            .for_workload(&name)
+                            .release(release)
+                            .instance(&r.id)
+                            .host(host),
+                        );
+                    }
+                    let Some(rec) = self.instances.get_mut(&r.id) else {
+                        continue;
+                    };
+                    let stopping = rec.instance.phase == Phase::Stopping && r.phase.is_live();
+                    if rec.instance.phase != r.phase && !stopping {
                         let (name, release) = (rec.name.clone(), rec.instance.release);
                         let from = rec.instance.phase;
                         rec.instance.phase = r.phase;
@@ -416,26 +453,31 @@ impl Controller {
                             .as_ref()
                             .map(|d| format!(": {d}"))
                             .unwrap_or_default();
+                        let (from, to) = (phase_name(from), phase_name(r.phase));
                         self.emit(
                             Event::new(
                                 kind::INSTANCE_PHASE,
                                 now,
-                                format!(
-                                    "instance {} on {host}: {from:?} → {:?}{detail}",
-                                    r.id, r.phase
-                                )
-                                .to_lowercase(),
+                                format!("instance {} on {host}: {from} → {to}{detail}", r.id),
                             )
                             .for_workload(&name)
                             .release(release)
                             .instance(&r.id)
                             .host(host),
                         );
+                    } else if rec.instance.phase == r.phase && rec.detail != r.detail {
+                        // Progress within a phase (pulling, booting, ...): shown by
+                        // `status`, not worth an event each.
+                        rec.detail = r.detail.clone();
+                        let rec = rec.clone();
+                        self.batch.put(format!("inst/{}", r.id), &rec);
                     }
                 }
                 _ if matches!(r.phase, Phase::Stopped | Phase::Failed) => {}
+                _ if self.unknown_seen.contains(&r.id) => unknown.push(r.id.clone()),
                 _ => {
                     unknown.push(r.id.clone());
+                    self.unknown_seen.insert(r.id.clone());
                     self.emit(
                         Event::new(
                             kind::INSTANCE_UNKNOWN,
@@ -482,7 +524,7 @@ impl Controller {
                     Event::new(
                         kind::INSTANCE_PHASE,
                         now,
-                        format!("instance {id} on {host}: {:?}", phase).to_lowercase(),
+                        format!("instance {id} on {host}: {}", phase_name(phase)),
                     )
                     .for_workload(&rec.name)
                     .release(rec.instance.release)
@@ -542,15 +584,18 @@ impl Controller {
             self.apply(action, &names, &mut pending, now);
         }
         self.pending = pending;
-        let expired = events::expired(
-            &self
+        if self
+            .last_retention
+            .is_none_or(|t| now.saturating_sub(t) >= RETENTION_EVERY)
+        {
+            self.last_retention = Some(now);
+            let all = self
                 .store
                 .events(&EventFilter::default(), usize::MAX)
-                .unwrap_or_default(),
-            &self.retention,
-            now,
-        );
-        self.batch.expire(expired);
+                .unwrap_or_default();
+            self.batch
+                .expire(events::expired(&all, &self.retention, now));
+        }
         actions
     }
 
@@ -635,6 +680,7 @@ impl Controller {
                     name: name.clone(),
                     placement: reason.clone(),
                     detail: None,
+                    restarts: 0,
                 };
                 self.batch.put(format!("inst/{id}"), &record);
                 self.instances.insert(id.clone(), record);
@@ -900,6 +946,11 @@ impl Controller {
                     .instances
                     .values()
                     .filter(|i| &i.instance.key == key && i.instance.phase == Phase::Healthy)
+                    .filter(|i| {
+                        self.hosts
+                            .get(&i.instance.host)
+                            .is_some_and(|h| h.host.status == HostStatus::Ready)
+                    })
                     .map(|i| Backend {
                         instance: i.instance.id.clone(),
                         host: i.instance.host.clone(),

@@ -57,6 +57,8 @@ pub struct Shared {
     pub changed: watch::Sender<u64>,
     /// Every recorded event, for `vt events -f`.
     pub events: broadcast::Sender<Event>,
+    /// Connections of the hosts in session, by name (for exec).
+    pub host_conns: Mutex<std::collections::BTreeMap<String, quinn::Connection>>,
     /// Every log line hosts ship, for `vt logs -f`.
     pub logs: broadcast::Sender<crate::wire::messages::LogLine>,
     /// Asks the git task to look at the repository now.
@@ -159,6 +161,7 @@ pub async fn run(
         changed: watch::channel(0).0,
         events: broadcast::channel(4096).0,
         logs: broadcast::channel(8192).0,
+        host_conns: Mutex::new(std::collections::BTreeMap::new()),
         git_kick: Notify::new(),
         tick_kick: Notify::new(),
         settings: settings.clone(),

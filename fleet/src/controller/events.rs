@@ -30,6 +30,8 @@ pub mod kind {
     pub const INSTANCE_STOPPING: &str = "instance.stopping";
     /// A host reported a new phase for an instance.
     pub const INSTANCE_PHASE: &str = "instance.phase";
+    /// An instance's app ended and its host restarts it (with backoff).
+    pub const INSTANCE_CRASHED: &str = "instance.crashed";
     /// A host reported an instance the controller does not know.
     pub const INSTANCE_UNKNOWN: &str = "instance.unknown";
     /// A host registered (or came back).

@@ -80,6 +80,11 @@ async fn host_session(
         controller.config().heartbeat
     };
     frame::send(&mut send, &ControllerMessage::Welcome { heartbeat_ms }).await?;
+    shared
+        .host_conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(peer.name.clone(), conn.clone());
     // Reading a frame is not cancel-safe: a task reads, the loop selects on a channel.
     let (tx, mut messages) = tokio::sync::mpsc::channel(16);
     let reader = tokio::spawn(async move {

@@ -5,7 +5,9 @@
 use crate::controller::daemon::now;
 use crate::controller::error_chain;
 use crate::host::Runtime;
-use crate::wire::messages::{ControllerMessage, HostMessage, HostRegistration};
+use crate::wire::messages::{
+    ControllerMessage, ExecCommand, ExecEvent, HostMessage, HostRegistration,
+};
 use crate::wire::{self, frame, CaCert, Identity, Role, WireError, CONTROLLER_SERVER_NAME};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,7 +106,17 @@ pub async fn run(
     };
     tokio::select! {
         () = sessions => {}
-        () = shutdown => info!("host agent stopping"),
+        () = shutdown => info!("host agent stopping its instances"),
+    }
+    // The session future is gone: stop the instances and wait for them.
+    runtime.shutdown();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
+        runtime.poll(now());
+        if runtime.report().iter().all(|r| !r.phase.holds_resources()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     endpoint.close(0u32.into(), b"host stopping");
     Ok(())
@@ -136,11 +148,46 @@ async fn session(
             }
         }
     });
+    // Streams the controller opens carry exec requests.
+    let (exec_tx, mut execs) = tokio::sync::mpsc::channel::<(ExecCommand, quinn::SendStream)>(16);
+    let acceptor = tokio::spawn({
+        let conn = conn.clone();
+        async move {
+            while let Ok((send, mut recv)) = conn.accept_bi().await {
+                if let Ok(Some(command)) = frame::recv::<ExecCommand>(&mut recv).await {
+                    if exec_tx.send((command, send)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
     let mut poll = tokio::time::interval(Duration::from_millis(50));
     let mut last_report = tokio::time::Instant::now();
     let result = loop {
         let mut report_now = false;
         tokio::select! {
+            Some((command, mut send)) = execs.recv() => {
+                info!(instance = %command.instance, argv = ?command.argv, "exec");
+                match runtime.exec(command) {
+                    Ok(mut events) => {
+                        tokio::spawn(async move {
+                            while let Some(event) = events.recv().await {
+                                let end = !matches!(event, ExecEvent::Output { .. });
+                                if frame::send(&mut send, &event).await.is_err() || end {
+                                    break;
+                                }
+                            }
+                            let _ = send.finish();
+                        });
+                    }
+                    Err(message) => {
+                        tokio::spawn(async move {
+                            let _ = frame::reply(&mut send, &ExecEvent::Error { message }).await;
+                        });
+                    }
+                }
+            }
             message = messages.recv() => match message.unwrap_or(Ok(None)) {
                 Ok(Some(ControllerMessage::Assign { instances })) => {
                     runtime.apply(&instances, now());
@@ -169,5 +216,6 @@ async fn session(
         }
     };
     reader.abort();
+    acceptor.abort();
     result
 }

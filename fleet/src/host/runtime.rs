@@ -29,6 +29,10 @@ pub trait Runtime: Send {
         ))
     }
 
+    /// Starts stopping every instance (the agent is shutting down); `report`
+    /// tells when they are stopped.
+    fn shutdown(&mut self) {}
+
     /// Log lines written since the last call, oldest first.
     fn drain_logs(&mut self) -> Vec<LogLine> {
         Vec::new()

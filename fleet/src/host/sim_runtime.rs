@@ -93,6 +93,7 @@ impl Runtime for SimRuntime {
                 id: id.clone(),
                 phase: inst.phase,
                 detail: None,
+                restarts: 0,
             })
             .collect();
         self.instances

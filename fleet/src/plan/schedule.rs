@@ -41,6 +41,18 @@ impl Room {
     }
 }
 
+/// A host an instance fits on, while looking for the best one.
+struct Candidate<'h> {
+    /// Its number.
+    no: HostNo,
+    /// The host.
+    host: &'h Host,
+    /// Replicas of the release on it.
+    replicas: u32,
+    /// What it has free now.
+    free: Room,
+}
+
 /// One instance to place.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Request<'a> {
@@ -254,21 +266,33 @@ impl<'a> Ledger<'a> {
         // free memory; hosts come in ID order and only a strictly better one
         // replaces the best so far, so ties go to the smallest ID.
         let counts = self.replicas.get(&(req.key, req.release));
-        let mut best: Option<(HostNo, &Host, (u32, Reverse<u64>), Room)> = None;
+        let mut best: Option<Candidate> = None;
         for (n, h) in ready.clone() {
             let (free, _) = self.room(n, h);
             if !free.covers(need) {
                 continue;
             }
-            let rank = (
-                counts.and_then(|c| c.get(&n)).copied().unwrap_or(0),
-                Reverse(free.memory),
-            );
-            if best.as_ref().is_none_or(|b| rank < b.2) {
-                best = Some((n, h, rank, free));
+            let replicas = counts.and_then(|c| c.get(&n)).copied().unwrap_or(0);
+            let rank = (replicas, Reverse(free.memory));
+            if best
+                .as_ref()
+                .is_none_or(|b| rank < (b.replicas, Reverse(b.free.memory)))
+            {
+                best = Some(Candidate {
+                    no: n,
+                    host: h,
+                    replicas,
+                    free,
+                });
             }
         }
-        if let Some((n, h, (replicas, _), free)) = best {
+        if let Some(Candidate {
+            no: n,
+            host: h,
+            replicas,
+            free,
+        }) = best
+        {
             self.reserve(n, req);
             let volumes = req.slot.map_or_else(String::new, |s| {
                 format!("; the volumes of slot {s} are created there")

@@ -31,6 +31,9 @@ pub struct InstanceReport {
     /// Why, for failures and unhealthy instances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// How often the host restarted it in place after its app ended.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// Host → controller.

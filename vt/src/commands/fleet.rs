@@ -37,8 +37,20 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     })
 }
 
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
 async fn ctrl_c() {
-    let _ = tokio::signal::ctrl_c().await;
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }
 
 /// What `vt fleet init` reports.

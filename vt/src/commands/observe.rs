@@ -428,3 +428,28 @@ pub fn logs(global: &Global, client: &Client, args: LogsArgs) -> Result<(), CliE
     print!("{out}");
     Ok(())
 }
+
+/// `vt exec APP [--env] [--instance] -- CMD...`: runs a command in an instance,
+/// prints its output and exits with its exit code.
+pub fn exec(
+    client: &Client,
+    app: String,
+    env: Option<String>,
+    instance: Option<String>,
+    argv: Vec<String>,
+) -> Result<u8, CliError> {
+    use std::io::{IsTerminal, Read, Write};
+    let mut stdin = Vec::new();
+    if !std::io::stdin().is_terminal() {
+        let _ = std::io::stdin().read_to_end(&mut stdin);
+    }
+    let body = serde_json::json!({"app": app, "env": env, "instance": instance, "argv": argv, "stdin": stdin});
+    let result: vt_fleet::controller::api::ExecResult = client.post("/v1/exec", &body)?;
+    let _ = std::io::stdout().write_all(&result.stdout);
+    let _ = std::io::stderr().write_all(&result.stderr);
+    Ok(match (result.code, result.signal) {
+        (Some(code), _) => u8::try_from(code).unwrap_or(1),
+        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(1),
+        _ => 1,
+    })
+}

@@ -13,12 +13,15 @@ use std::sync::Arc;
 pub struct MicrovmRuntime {
     ctx: Arc<Context>,
     instances: BTreeMap<String, Handle>,
-    reported: BTreeMap<String, (Phase, Option<String>)>,
+    reported: BTreeMap<String, (Phase, Option<String>, u32)>,
 }
 
 impl MicrovmRuntime {
     /// A runtime with the host's shared context. Must be used inside a tokio runtime.
+    /// VMs a previous agent left running are killed: the controller assigns
+    /// their instances again and they start afresh.
     pub fn new(ctx: Context) -> Self {
+        kill_leftovers(&ctx.dir.join("instances"));
         MicrovmRuntime {
             ctx: Arc::new(ctx),
             instances: BTreeMap::new(),
@@ -26,14 +29,40 @@ impl MicrovmRuntime {
         }
     }
 
-    fn snapshot(&self) -> BTreeMap<String, (Phase, Option<String>)> {
+    fn snapshot(&self) -> BTreeMap<String, (Phase, Option<String>, u32)> {
         self.instances
             .iter()
             .map(|(id, h)| {
                 let s = h.status.lock().unwrap_or_else(|p| p.into_inner());
-                (id.clone(), (s.phase, s.detail.clone()))
+                (id.clone(), (s.phase, s.detail.clone(), s.restarts))
             })
             .collect()
+    }
+}
+
+/// Kills the qemu processes named by `instances/*/qemu.pid`.
+fn kill_leftovers(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let pidfile = entry.path().join("qemu.pid");
+        let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let is_qemu = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.contains("qemu-system"));
+        if is_qemu {
+            tracing::warn!(pid, instance = %entry.file_name().to_string_lossy(), "killing a VM a previous agent left running");
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(pid.to_string())
+                .status();
+        }
+        let _ = std::fs::remove_file(&pidfile);
     }
 }
 
@@ -64,6 +93,12 @@ impl Runtime for MicrovmRuntime {
         }
     }
 
+    fn shutdown(&mut self) {
+        for h in self.instances.values() {
+            h.stop();
+        }
+    }
+
     fn poll(&mut self, _now: Millis) -> bool {
         self.snapshot() != self.reported
             || self.instances.values().any(|h| {
@@ -79,17 +114,18 @@ impl Runtime for MicrovmRuntime {
         let snapshot = self.snapshot();
         let out = snapshot
             .iter()
-            .map(|(id, (phase, detail))| InstanceReport {
+            .map(|(id, (phase, detail, restarts))| InstanceReport {
                 id: id.clone(),
                 phase: *phase,
                 detail: detail.clone(),
+                restarts: *restarts,
             })
             .collect();
         self.instances
-            .retain(|id, _| !matches!(snapshot.get(id), Some((Phase::Stopped, _))));
+            .retain(|id, _| !matches!(snapshot.get(id), Some((Phase::Stopped, ..))));
         self.reported = snapshot
             .into_iter()
-            .filter(|(_, (phase, _))| *phase != Phase::Stopped)
+            .filter(|(_, (phase, ..))| *phase != Phase::Stopped)
             .collect();
         out
     }

@@ -26,7 +26,7 @@ use vt_init::protocol::{self as guest, GuestToHost, HostToGuest};
 /// Grace period between SIGTERM and SIGKILL when stopping an app.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long a guest may take to say hello after qemu starts.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest restart backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -60,6 +60,8 @@ pub struct Status {
     pub logs: Vec<LogLine>,
     /// The guest's address.
     pub address: Option<Ipv6Addr>,
+    /// Times the VM was restarted after the app ended.
+    pub restarts: u32,
 }
 
 /// A command to run in the instance, and where its events go.
@@ -105,6 +107,7 @@ pub fn spawn(ctx: Arc<Context>, assignment: Assignment) -> Handle {
         detail: Some("preparing".into()),
         logs: Vec::new(),
         address: None,
+        restarts: 0,
     }));
     let (stop, stop_rx) = watch::channel(false);
     let (jobs, jobs_rx) = mpsc::unbounded_channel();
@@ -167,11 +170,14 @@ async fn supervise(
                 restarts += 1;
                 let backoff = Duration::from_secs(1u64 << restarts.min(6)).min(MAX_BACKOFF);
                 warn!(%reason, restarts, ?backoff, "the VM stopped; restarting");
+                // Restarted in place (crash-loop backoff): still this
+                // instance, so the controller does not replace it.
+                status.lock().unwrap_or_else(|p| p.into_inner()).restarts = restarts;
                 set(
                     &status,
-                    Phase::Failed,
+                    Phase::Starting,
                     Some(format!(
-                        "{reason}; restarting in {}s (restart {restarts})",
+                        "restarting in {}s (restart {restarts}): {reason}",
                         backoff.as_secs()
                     )),
                 );
@@ -417,7 +423,13 @@ async fn run_vm(
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
 
-    let hello = tokio::time::timeout(BOOT_TIMEOUT, lines.next_line()).await;
+    let hello = tokio::select! {
+        hello = tokio::time::timeout(BOOT_TIMEOUT, lines.next_line()) => hello,
+        exit = child.wait() => {
+            let exit = exit.map_or_else(|e| e.to_string(), |s| s.to_string());
+            return Err(format!("the VM stopped while booting ({exit}): {}", tail(&console)));
+        }
+    };
     match hello {
         Ok(Ok(Some(line)))
             if matches!(
@@ -486,7 +498,7 @@ async fn run_vm(
                         started = true;
                         info!(pid, boot_ms = boot.elapsed().as_millis() as u64, "app started");
                         if check.is_none() {
-                            set(status, Phase::Healthy, Some(format!("running ({}, booted in {} ms)", ctx.accel, boot.elapsed().as_millis())));
+                            set(status, Phase::Healthy, Some(format!("{}, running {} ms after boot", ctx.accel, boot.elapsed().as_millis())));
                         } else {
                             set(status, Phase::Starting, Some(format!("running, waiting for the health check ({})", ctx.accel)));
                         }
@@ -538,7 +550,7 @@ async fn run_vm(
                     let result = health::check_once(c, p.addressing.guest, port).await;
                     if verdict.record(c, result.is_ok()) {
                         match (verdict.healthy, result) {
-                            (Some(true), _) => set(status, Phase::Healthy, Some(format!("healthy ({}, ready {} ms after boot)", ctx.accel, boot.elapsed().as_millis()))),
+                            (Some(true), _) => set(status, Phase::Healthy, Some(format!("{}, ready {} ms after boot", ctx.accel, boot.elapsed().as_millis()))),
                             (_, Err(e)) => set(status, Phase::Unhealthy, Some(format!("health check failing: {e}"))),
                             _ => {}
                         }
