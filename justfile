@@ -14,8 +14,12 @@ setup:
 build:
     cargo build --workspace --all-targets
 
-# Run every test: unit, integration, CLI and README examples.
-test: setup build
+# Build the guest kernel + initramfs the microVM runtime boots (cached in ~/.cache/vt/guest).
+guest:
+    scripts/guest.sh
+
+# Run every test: unit, integration, CLI, README examples, end to end (real microVMs).
+test: setup guest build
     cargo test --workspace
 
 # rustfmt and clippy, as CI expects them.
@@ -28,6 +32,6 @@ bench:
     cargo bench -p vt-fleet -p vt --bench planner --bench push_latency
 
 # Set up, build, and run the local stack (controller + 2 simulated hosts) on a sample app.
-dev: setup
+dev: setup guest
     cargo build -p vt
     scripts/dev.sh

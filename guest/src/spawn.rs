@@ -465,6 +465,72 @@ mod tests {
         assert!(prepare(&spec).is_err());
     }
 
+    fn wait(pid: libc::pid_t) -> crate::reaper::ExitStatus {
+        let mut status = 0;
+        // SAFETY: waitpid writes one int into our local.
+        let got = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(got, pid);
+        crate::reaper::ExitStatus::from_wait_status(status)
+    }
+
+    /// Forks for real with `/` as the root. Chroot needs root; without it
+    /// the failure must come back as a chroot error instead.
+    #[test]
+    fn spawns_and_reports_exec_failures() {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let null = dev_null().expect("/dev/null");
+        let fd = null.as_raw_fd();
+        let stdio = Stdio::Fds {
+            stdin: fd,
+            stdout: fd,
+            stderr: fd,
+        };
+        let env = vec![("PATH".to_string(), "/nonexistent:/usr/bin:/bin".to_string())];
+        let argv = vec!["sh".to_string(), "-c".to_string(), "exit 3".to_string()];
+        let spec = Spec {
+            root: "/",
+            argv: &argv,
+            env: &env,
+            workdir: "/tmp",
+            uid: 0,
+            gid: 0,
+        };
+        if !root {
+            let err = spawn(&spec, stdio).expect_err("chroot needs root");
+            assert_eq!(err.stage, Stage::Chroot);
+            if let Some(pid) = err.pid {
+                wait(pid);
+            }
+            return;
+        }
+        let pid = spawn(&spec, stdio).expect("sh starts");
+        assert_eq!(wait(pid).code, Some(3));
+
+        let argv = vec!["vt-init-no-such-program".to_string()];
+        let err = spawn(
+            &Spec {
+                argv: &argv,
+                ..spec.clone()
+            },
+            stdio,
+        )
+        .expect_err("not found");
+        assert_eq!((err.stage, err.exit_code()), (Stage::Exec, 127));
+        assert_eq!(wait(err.pid.expect("forked")).code, Some(127));
+
+        let err = spawn(
+            &Spec {
+                workdir: "/nonexistent/dir",
+                ..spec.clone()
+            },
+            stdio,
+        )
+        .expect_err("bad workdir");
+        assert_eq!(err.stage, Stage::Chdir);
+        assert_eq!(wait(err.pid.expect("forked")).code, Some(126));
+    }
+
     #[test]
     fn spawn_error_messages() {
         let err = SpawnError {

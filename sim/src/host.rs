@@ -245,6 +245,7 @@ impl SimHost {
                 phase: i.phase,
                 detail: i.detail.clone(),
                 restarts: 0,
+                address: None,
             })
             .collect();
         self.instances

@@ -64,6 +64,9 @@ pub struct InstanceRecord {
     /// In-place restarts the host reported.
     #[serde(default)]
     pub restarts: u32,
+    /// The instance's private address, as its host reports it.
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 /// Controller-wide facts kept across restarts.
@@ -439,6 +442,14 @@ impl Controller {
                     let Some(rec) = self.instances.get_mut(&r.id) else {
                         continue;
                     };
+                    if r.address.is_some() && rec.address != r.address {
+                        rec.address = r.address.clone();
+                        let rec = rec.clone();
+                        self.batch.put(format!("inst/{}", r.id), &rec);
+                    }
+                    let Some(rec) = self.instances.get_mut(&r.id) else {
+                        continue;
+                    };
                     let stopping = rec.instance.phase == Phase::Stopping && r.phase.is_live();
                     if rec.instance.phase != r.phase && !stopping {
                         let (name, release) = (rec.name.clone(), rec.instance.release);
@@ -681,6 +692,7 @@ impl Controller {
                     placement: reason.clone(),
                     detail: None,
                     restarts: 0,
+                    address: None,
                 };
                 self.batch.put(format!("inst/{id}"), &record);
                 self.instances.insert(id.clone(), record);

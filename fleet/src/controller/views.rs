@@ -30,6 +30,9 @@ pub struct InstanceView {
     /// The host's last detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Private address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 impl From<&InstanceRecord> for InstanceView {
@@ -43,6 +46,7 @@ impl From<&InstanceRecord> for InstanceView {
             since: r.instance.since,
             placement: r.placement.clone(),
             detail: r.detail.clone(),
+            address: r.address.clone(),
         }
     }
 }

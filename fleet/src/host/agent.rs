@@ -214,6 +214,12 @@ async fn session(
             }
             last_report = tokio::time::Instant::now();
         }
+        let lines = runtime.drain_logs();
+        if !lines.is_empty() {
+            if let Err(e) = frame::send(&mut send, &HostMessage::Logs { lines }).await {
+                break Err(e);
+            }
+        }
     };
     reader.abort();
     acceptor.abort();

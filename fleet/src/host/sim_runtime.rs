@@ -94,6 +94,7 @@ impl Runtime for SimRuntime {
                 phase: inst.phase,
                 detail: None,
                 restarts: 0,
+                address: None,
             })
             .collect();
         self.instances

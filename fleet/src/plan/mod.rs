@@ -18,8 +18,11 @@
 //! - **Scheduling.** Only `Ready` hosts of the region, with enough free cpu and
 //!   memory (capacity minus every instance that holds resources, including the
 //!   ones placed earlier in the same call): never overcommit. Among those, the
-//!   host with the fewest replicas of the release, then the most free memory,
-//!   then the smallest host id. Every `Start` says why its host was chosen;
+//!   host with the fewest replicas of the release, then one without a recent
+//!   failure of the workload (an instance `Failed` there in the last 5
+//!   minutes: a host that fails every boot would otherwise look emptiest),
+//!   then the most free memory, then the smallest host id. Every `Start` says
+//!   why its host was chosen (and which hosts it avoided for their failures);
 //!   every failure says why nothing fits.
 //! - **Lost hosts.** Instances on a `Lost` (or unknown) host count as gone.
 //!   Stateless ones are stopped and replaced elsewhere. A workload with volumes
@@ -37,9 +40,21 @@
 //!   so a workload with volumes is replaced slot by slot, stop before start,
 //!   with at least one slot allowed down (`max(max_unavailable, 1)`).
 //! - **Progress deadline.** A rollout in which no further instance of the new
-//!   release became healthy for `progress_deadline` halts: the planner then
-//!   changes nothing of that workload (old instances keep serving) until a newer
-//!   release arrives.
+//!   release became healthy for `progress_deadline` halts (the reason counts
+//!   the instances still starting). A halted workload makes no rollout
+//!   progress: no instance of the release starts beyond those it has, no old
+//!   instance stops for the rollout; old instances keep serving. It still
+//!   repairs: instances on lost hosts are stopped; lost instances of the
+//!   release are replaced by it, and older instances, lost or failed, are
+//!   started again with their release, as many as the rolling update's
+//!   availability floor needs beside the release's healthy instances (within
+//!   the surge). Failed instances of the release are not retried while an
+//!   older release serves; where none does (a first deploy, an immediate
+//!   rollout), the release keeps filling its places, a place whose instance
+//!   failed waiting 5 minutes. With volumes, an empty slot gets the release of
+//!   its last instance again if that one failed or was lost. A halted rollout
+//!   whose release completes, or that makes progress again (more healthy
+//!   instances than recorded), completes or rolls on.
 
 mod observe;
 mod replicas;
@@ -49,7 +64,7 @@ mod schedule;
 mod tests;
 
 use observe::Index;
-use replicas::RegionPlan;
+use replicas::{RegionPlan, Revive};
 use schedule::{Ledger, Placement, Request};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -189,7 +204,9 @@ pub enum RolloutStatus {
     Progressing,
     /// Every wanted instance runs the release and is healthy.
     Completed,
-    /// Gave up at the progress deadline; nothing changes until a newer release.
+    /// Gave up at the progress deadline: only repairs until the release
+    /// progresses again (a `Halted` record whose `last_progress` is within
+    /// the deadline rolls on) or a newer release arrives.
     Halted {
         /// Why, as reported by [`Action::RolloutHalted`].
         reason: String,
@@ -327,7 +344,8 @@ pub enum Action {
         /// Release.
         release: u64,
     },
-    /// The progress deadline passed; the workload is frozen until a newer release.
+    /// The progress deadline passed; the workload only repairs until its
+    /// release progresses again or a newer release arrives.
     RolloutHalted {
         /// Workload.
         key: WorkloadKey,
@@ -354,7 +372,7 @@ impl Action {
 /// `Unplaceable` and `Waiting`, then the rollout's progress, completion or halt.
 pub fn plan(desired: &Desired, observed: &Observed, now: Millis) -> Vec<Action> {
     let index = Index::new(observed);
-    let mut ledger = Ledger::new(&index, observed);
+    let mut ledger = Ledger::new(&index, observed, now);
     let mut workloads: BTreeMap<&WorkloadKey, &Workload> = BTreeMap::new();
     for w in &desired.workloads {
         workloads.entry(&w.key).or_insert(w);
@@ -376,34 +394,40 @@ pub fn plan(desired: &Desired, observed: &Observed, now: Millis) -> Vec<Action> 
     for w in workloads.values() {
         let state = index.rollout(&w.key, w.release);
         let regions: BTreeSet<&str> = w.spec.regions.iter().map(String::as_str).collect();
-        let dropped = index.live_outside(&w.key, &regions);
-        let plans: Vec<RegionPlan> = regions
+        let mut dropped = index.live_outside(&w.key, &regions);
+        let mut plans: Vec<RegionPlan> = regions
             .iter()
             .map(|region| replicas::plan_region(w, region, &index))
             .collect();
         let progress = rollout::Progress {
             healthy: plans.iter().map(|p| p.healthy).sum(),
+            starting: plans.iter().map(|p| p.starting).sum(),
             wanted: w.spec.instances.saturating_mul(len_u32(regions.len())),
             complete: dropped.is_empty() && plans.iter().all(|p| p.satisfied),
         };
         let gate = rollout::advance(w, state, &progress, now);
-        let mut stops = Vec::new();
-        if gate.proceed {
-            let dropped = dropped.into_iter().map(|inst| {
-                let reason = format!("{} no longer runs in region {}", w.name, inst.region);
-                (inst, reason)
-            });
-            let planned = plans.iter().flat_map(|p| p.stops.iter().cloned());
-            for (inst, reason) in dropped.chain(planned) {
-                ledger.stop(&index, inst);
-                stops.push(Action::Stop {
-                    instance: inst.id.clone(),
-                    key: w.key.clone(),
-                    reason,
-                });
-            }
+        if gate.mode == rollout::Mode::Repair {
+            // Halted: only what is lost goes, even from dropped regions.
+            dropped.retain(|inst| !index.reachable(inst));
+            plans = regions
+                .iter()
+                .map(|region| replicas::repair_region(w, region, &index, now))
+                .collect();
         }
-        let plans = if gate.proceed { plans } else { Vec::new() };
+        let mut stops = Vec::new();
+        let dropped = dropped.into_iter().map(|inst| {
+            let reason = format!("{} no longer runs in region {}", w.name, inst.region);
+            (inst, reason)
+        });
+        let planned = plans.iter().flat_map(|p| p.stops.iter().cloned());
+        for (inst, reason) in dropped.chain(planned) {
+            ledger.stop(&index, inst);
+            stops.push(Action::Stop {
+                instance: inst.id.clone(),
+                key: w.key.clone(),
+                reason,
+            });
+        }
         groups.push((*w, gate, stops, plans));
     }
 
@@ -438,7 +462,7 @@ fn place_region<'a>(
     };
     let start = |req: &Request, host: String, reason: String| Action::Start {
         key: w.key.clone(),
-        release: w.release,
+        release: req.release,
         region: p.region.to_string(),
         host,
         slot: req.slot,
@@ -467,21 +491,59 @@ fn place_region<'a>(
             }
         }
     }
-    let mut unplaceable: Vec<(u32, String)> = failed.into_iter().collect();
+    let mut unplaceable: Vec<(u64, u32, String)> = failed
+        .into_iter()
+        .map(|(count, reason)| (w.release, count, reason))
+        .collect();
     for need in &p.slots {
         let req = request(Some(need.slot));
         match ledger.place(index, &req, need.host) {
             Placement::Placed { host, reason } => out.push(start(&req, host, reason)),
             Placement::Wait(reason) => waits.push((Some(need.slot), reason)),
-            Placement::Unplaceable(reason) => unplaceable.push((1, reason)),
+            Placement::Unplaceable(reason) => unplaceable.push((w.release, 1, reason)),
+        }
+    }
+    // Older releases started again by a halted rollout, sized as they were.
+    let revive = |old: &Revive| Request {
+        release: old.release,
+        cpu: old.cpu,
+        memory: old.memory,
+        ..request(old.slot)
+    };
+    let loose = p.revive.iter().filter(|r| r.slot.is_none());
+    let total = loose.clone().count();
+    for (placed, old) in loose.enumerate() {
+        let req = revive(old);
+        match ledger.place(index, &req, None) {
+            Placement::Placed { host, reason } => out.push(start(&req, host, reason)),
+            Placement::Wait(reason) => {
+                let reason = match total - placed {
+                    1 => reason,
+                    n => format!("{n} instances: {reason}"),
+                };
+                waits.push((None, reason));
+                break;
+            }
+            Placement::Unplaceable(reason) => {
+                unplaceable.push((old.release, len_u32(total - placed), reason));
+                break;
+            }
+        }
+    }
+    for old in p.revive.iter().filter(|r| r.slot.is_some()) {
+        let req = revive(old);
+        match ledger.place(index, &req, old.host) {
+            Placement::Placed { host, reason } => out.push(start(&req, host, reason)),
+            Placement::Wait(reason) => waits.push((old.slot, reason)),
+            Placement::Unplaceable(reason) => unplaceable.push((old.release, 1, reason)),
         }
     }
     out.extend(
         unplaceable
             .into_iter()
-            .map(|(count, reason)| Action::Unplaceable {
+            .map(|(release, count, reason)| Action::Unplaceable {
                 key: w.key.clone(),
-                release: w.release,
+                release,
                 region: p.region.to_string(),
                 count,
                 reason,

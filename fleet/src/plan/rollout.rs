@@ -10,10 +10,21 @@ use vt_repo::Duration;
 pub(super) struct Progress {
     /// Healthy instances of the release filling a wanted place.
     pub healthy: u32,
+    /// Instances of the release filling a wanted place, still pending or starting.
+    pub starting: u32,
     /// Wanted instances.
     pub wanted: u32,
     /// Every wanted instance is healthy and nothing else is left to do.
     pub complete: bool,
+}
+
+/// How the workload's instances may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Rolling out: the strategy's rules.
+    Roll,
+    /// Halted: no rollout progress, only repairs.
+    Repair,
 }
 
 /// The rollout's verdict for one plan.
@@ -23,12 +34,19 @@ pub(super) struct Gate {
     pub before: Vec<Action>,
     /// Events that come after them.
     pub after: Vec<Action>,
-    /// Whether the workload's instances may change.
-    pub proceed: bool,
+    /// How the workload's instances may change.
+    pub mode: Mode,
 }
 
 /// Advances the rollout of `w`'s release given its record (`None`: not yet
 /// started) and its progress at `now`.
+///
+/// A halted rollout stays halted (repairs only) until its release completes
+/// (`RolloutCompleted`) or more of its instances are healthy than recorded
+/// (`RolloutProgressed`): it then rolls on. The controller records progress
+/// without changing the status, so a `Halted` record whose last progress is
+/// within the deadline is one that resumed: it rolls, and is halted again
+/// (without a second event) once the deadline passes with no progress.
 pub(super) fn advance(
     w: &Workload,
     state: Option<&RolloutState>,
@@ -38,24 +56,21 @@ pub(super) fn advance(
     let mut gate = Gate {
         before: Vec::new(),
         after: Vec::new(),
-        proceed: true,
+        mode: Mode::Roll,
     };
     let key = || w.key.clone();
-    let (last_progress, recorded) = match state {
+    let (last_progress, recorded, halted) = match state {
         None => {
             gate.before.push(Action::RolloutStarted {
                 key: key(),
                 release: w.release,
             });
-            (now, 0)
+            (now, 0, false)
         }
         Some(s) => match s.status {
             RolloutStatus::Completed => return gate,
-            RolloutStatus::Halted { .. } => {
-                gate.proceed = false;
-                return gate;
-            }
-            RolloutStatus::Progressing => (s.last_progress, s.healthy),
+            RolloutStatus::Halted { .. } => (s.last_progress, s.healthy, true),
+            RolloutStatus::Progressing => (s.last_progress, s.healthy, false),
         },
     };
     let stalled = now.saturating_sub(last_progress);
@@ -72,18 +87,24 @@ pub(super) fn advance(
             healthy: progress.healthy,
         });
     } else if stalled > deadline.0 {
-        gate.proceed = false;
-        gate.after.push(Action::RolloutHalted {
-            key: key(),
-            release: w.release,
-            reason: format!(
-                "no further instance of release {} became healthy for {} (progress deadline {deadline}); {} of {} healthy",
-                w.release,
-                Duration(stalled),
-                progress.healthy,
-                progress.wanted
-            ),
-        });
+        gate.mode = Mode::Repair;
+        if !halted {
+            let starting = match progress.starting {
+                0 => String::new(),
+                n => format!(", {n} still starting"),
+            };
+            gate.after.push(Action::RolloutHalted {
+                key: key(),
+                release: w.release,
+                reason: format!(
+                    "no further instance of release {} became healthy for {} (progress deadline {deadline}); {} of {} healthy{starting}",
+                    w.release,
+                    Duration(stalled),
+                    progress.healthy,
+                    progress.wanted
+                ),
+            });
+        }
     }
     gate
 }

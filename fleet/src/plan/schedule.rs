@@ -1,7 +1,7 @@
 //! The scheduler: what each host has free, and which host an instance goes to.
 
 use super::observe::{HostNo, Index};
-use super::{Host, HostStatus, Instance, Observed, WorkloadKey};
+use super::{Host, HostStatus, Instance, Millis, Observed, Phase, WorkloadKey};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use vt_repo::Cpu;
@@ -21,6 +21,17 @@ struct Load {
 
 /// Live replicas of one (workload, release), per host.
 type Replicas = BTreeMap<HostNo, u32>;
+
+/// Recent failures of one workload (any release), per host.
+type Failures = BTreeMap<HostNo, u32>;
+
+/// How long a failed instance makes its host a worse choice for its workload.
+pub(super) const RECENT_FAILURE: Millis = 5 * 60 * 1000;
+
+/// Whether `i` failed within [`RECENT_FAILURE`] of `now`.
+pub(super) fn failed_recently(i: &Instance, now: Millis) -> bool {
+    i.phase == Phase::Failed && now.saturating_sub(i.since) <= RECENT_FAILURE
+}
 
 /// Cpu and memory, free or needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +60,8 @@ struct Candidate<'h> {
     host: &'h Host,
     /// Replicas of the release on it.
     replicas: u32,
+    /// Recent failures of the workload on it.
+    failures: u32,
     /// What it has free now.
     free: Room,
 }
@@ -106,15 +119,24 @@ pub(super) struct Ledger<'a> {
     loads: Vec<Load>,
     /// Live replicas per (workload, release), per host.
     replicas: HashMap<(&'a WorkloadKey, u64), Replicas>,
+    /// Recent failures per workload, per host (only workloads that have some).
+    failures: HashMap<&'a WorkloadKey, Failures>,
 }
 
 impl<'a> Ledger<'a> {
-    /// The resources held by the observed instances.
-    pub(super) fn new(index: &Index<'a>, observed: &'a Observed) -> Self {
+    /// The resources held by the observed instances, and the recent
+    /// failures (as of `now`) of each workload on each host.
+    pub(super) fn new(index: &Index<'a>, observed: &'a Observed, now: Millis) -> Self {
         let mut loads = vec![Load::default(); index.host_count()];
         let mut replicas: HashMap<_, Replicas> = HashMap::new();
+        let mut failures: HashMap<_, Failures> = HashMap::new();
         for i in &observed.instances {
             if !i.phase.holds_resources() {
+                if failed_recently(i, now) {
+                    if let Some(n) = index.host_no(&i.host) {
+                        *failures.entry(&i.key).or_default().entry(n).or_default() += 1;
+                    }
+                }
                 continue;
             }
             let Some(n) = index.host_no(&i.host) else {
@@ -134,7 +156,11 @@ impl<'a> Ledger<'a> {
                 load.stopping_memory += i.memory;
             }
         }
-        Ledger { loads, replicas }
+        Ledger {
+            loads,
+            replicas,
+            failures,
+        }
     }
 
     /// Records that a live instance is being stopped: it keeps its resources
@@ -262,10 +288,17 @@ impl<'a> Ledger<'a> {
             ));
         }
         let need = req.need();
-        // The host with the fewest replicas of the release, then the most
-        // free memory; hosts come in ID order and only a strictly better one
-        // replaces the best so far, so ties go to the smallest ID.
+        // The host with the fewest replicas of the release, then without a
+        // recent failure of the workload, then the most free memory; hosts
+        // come in ID order and only a strictly better one replaces the best
+        // so far, so ties go to the smallest ID.
         let counts = self.replicas.get(&(req.key, req.release));
+        let failures = if self.failures.is_empty() {
+            None
+        } else {
+            self.failures.get(req.key)
+        };
+        let failures_on = |n: HostNo| failures.and_then(|f| f.get(&n)).copied().unwrap_or(0);
         let mut best: Option<Candidate> = None;
         for (n, h) in ready.clone() {
             let (free, _) = self.room(n, h);
@@ -273,15 +306,17 @@ impl<'a> Ledger<'a> {
                 continue;
             }
             let replicas = counts.and_then(|c| c.get(&n)).copied().unwrap_or(0);
-            let rank = (replicas, Reverse(free.memory));
+            let failed = failures_on(n);
+            let rank = (replicas, failed > 0, Reverse(free.memory));
             if best
                 .as_ref()
-                .is_none_or(|b| rank < (b.replicas, Reverse(b.free.memory)))
+                .is_none_or(|b| rank < (b.replicas, b.failures > 0, Reverse(b.free.memory)))
             {
                 best = Some(Candidate {
                     no: n,
                     host: h,
                     replicas,
+                    failures: failed,
                     free,
                 });
             }
@@ -290,17 +325,35 @@ impl<'a> Ledger<'a> {
             no: n,
             host: h,
             replicas,
+            failures: chosen_failures,
             free,
         }) = best
         {
+            // Hosts that lost to this one only for their recent failures.
+            let mut avoided = Vec::new();
+            if failures.is_some() && chosen_failures == 0 {
+                for (m, other) in ready.clone() {
+                    let failed = failures_on(m);
+                    let tied = counts.and_then(|c| c.get(&m)).copied().unwrap_or(0) == replicas;
+                    if failed > 0 && tied && self.room(m, other).0.covers(need) {
+                        let s = if failed == 1 { "" } else { "s" };
+                        avoided.push(format!("{}: {failed} recent failure{s}", other.name));
+                    }
+                }
+            }
             self.reserve(n, req);
             let volumes = req.slot.map_or_else(String::new, |s| {
                 format!("; the volumes of slot {s} are created there")
             });
+            let avoiding = if avoided.is_empty() {
+                String::new()
+            } else {
+                format!("; avoiding {}", avoided.join(", "))
+            };
             return Placement::Placed {
                 host: h.id.clone(),
                 reason: format!(
-                    "host {}: {} free; fewest replicas of {} release {} ({replicas}){volumes}",
+                    "host {}: {} free; fewest replicas of {} release {} ({replicas}){volumes}{avoiding}",
                     h.name,
                     free.describe(),
                     req.name,

@@ -34,6 +34,9 @@ pub struct InstanceReport {
     /// How often the host restarted it in place after its app ended.
     #[serde(default)]
     pub restarts: u32,
+    /// The instance's private address, once it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// Host → controller.

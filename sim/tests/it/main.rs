@@ -4,6 +4,7 @@
 
 mod chaos;
 mod determinism;
+mod halted;
 mod health;
 mod host_loss;
 mod placement;

@@ -1,7 +1,7 @@
 //! Placement: instances spread over hosts, hosts are never overcommitted,
 //! and what does not fit is reported with the reason.
 
-use crate::{seeds, settled, GI};
+use crate::{healthy, on_hosts, seeds, settled, sim_with_hosts, GI};
 use std::collections::BTreeMap;
 use vt_fleet::controller::events::kind;
 use vt_sim::{no_overcommit, qualified, Repo, Sim};
@@ -115,5 +115,36 @@ fn instances_spread_never_overcommit_and_misfits_say_why() {
                 h.name
             );
         }
+    }
+}
+
+#[test]
+fn replacements_avoid_a_host_that_fails_every_boot() {
+    for seed in seeds() {
+        let mut sim = sim_with_hosts(seed, 3);
+        sim.fail_host("h2", true);
+        let mut repo = Repo::new(&["local"]);
+        repo.app("web").instances(2);
+        let web = repo.key("web", "prod");
+        sim.commit(&repo.files());
+        // h1 and h2 get one each; h2's fails and h3 ties with it on replicas:
+        // the replacement goes to h3, which has no recent failure.
+        sim.run_until(
+            |s| healthy(s, &web) == 2 && on_hosts(s, &web) == (2, 2),
+            30_000,
+        );
+        sim.run_for(60_000);
+
+        let placed = sim.events_of(kind::INSTANCE_PLACED);
+        let hosts: Vec<&str> = placed.iter().filter_map(|e| e.host.as_deref()).collect();
+        assert_eq!(hosts, ["h1", "h2", "h3"], "seed {seed}\n{}", sim.summary());
+        assert!(
+            placed[2]
+                .message
+                .ends_with("fewest replicas of acme/shop/web/prod release 1 (0); avoiding h2: 1 recent failure"),
+            "seed {seed}: {}",
+            placed[2].message
+        );
+        assert!(settled(&sim, &web, 1, 2), "seed {seed}");
     }
 }

@@ -192,6 +192,15 @@ impl Controller {
         self.cli_with_token(args, Some(&self.token))
     }
 
+    /// Runs `vt ARGS` as given (text output; for `vt exec`, whose arguments
+    /// end with the command).
+    pub fn cli_plain(&self, args: &[&str]) -> Out {
+        let mut cmd = self.env.vt_command(Path::new("/"), args);
+        cmd.env("VT_CONTROLLER", self.url());
+        cmd.env("VT_TOKEN", &self.token);
+        self.env.run("vt-cli", cmd)
+    }
+
     /// Runs `vt ARGS -o json` against it with another token, or none.
     pub fn cli_with_token(&self, args: &[&str], token: Option<&str>) -> Out {
         let mut all = args.to_vec();

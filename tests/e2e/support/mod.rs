@@ -158,8 +158,20 @@ impl Env {
 
     /// Starts a long-running `vt ARGS` (a daemon) with info logs on stderr.
     pub fn spawn_vt(&self, name: &str, cwd: &Path, args: &[&str]) -> Proc {
+        self.spawn_vt_with(name, cwd, args, &[])
+    }
+
+    /// [`Env::spawn_vt`] with extra environment variables.
+    pub fn spawn_vt_with(
+        &self,
+        name: &str,
+        cwd: &Path,
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Proc {
         let mut cmd = self.vt_command(cwd, args);
         cmd.env("VT_LOG", "info");
+        cmd.envs(vars.iter().copied());
         Proc::spawn(name, cmd, &self.logs)
     }
 

@@ -33,7 +33,9 @@ fn rollout_text(w: &WorkloadStatus) -> String {
 }
 
 fn instances_table(instances: &[InstanceView], s: Style, placement: bool) -> String {
-    let mut header = vec!["INSTANCE", "RELEASE", "HOST", "REGION", "PHASE", "SINCE"];
+    let mut header = vec![
+        "INSTANCE", "RELEASE", "HOST", "REGION", "ADDRESS", "PHASE", "SINCE",
+    ];
     if placement {
         header.push("PLACEMENT");
     }
@@ -44,11 +46,12 @@ fn instances_table(instances: &[InstanceView], s: Style, placement: bool) -> Str
             i.release.to_string(),
             i.host.clone(),
             i.region.clone(),
+            i.address.clone().unwrap_or_else(|| "-".into()),
             lower(i.phase),
             format_time(i.since),
         ];
         if let Some(detail) = &i.detail {
-            row[4] = format!("{} ({detail})", row[4]);
+            row[5] = format!("{} ({detail})", row[5]);
         }
         if placement {
             row.push(i.placement.clone());

@@ -87,6 +87,7 @@ pub fn probe(
         mac: "52:54:00:00:00:99".into(),
         channel: scratch.join(format!("probe-{accel}.sock")),
         console: console.clone(),
+        tsc_khz: crate::host::microvm::launch::host_tsc_khz(),
     };
     let started = Instant::now();
     let mut child = Command::new(qemu)

@@ -49,6 +49,21 @@ pub struct LaunchSpec {
     pub channel: PathBuf,
     /// Where the serial console goes.
     pub console: PathBuf,
+    /// The TSC frequency the guest is told (see [`host_tsc_khz`]).
+    pub tsc_khz: u64,
+}
+
+/// The host's cpu frequency in kHz from `/proc/cpuinfo`, 2 GHz if unknown.
+pub fn host_tsc_khz() -> u64 {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("cpu MHz"))
+                .and_then(|l| l.split(':').nth(1))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .map_or(2_000_000, |mhz| (mhz * 1000.0) as u64)
 }
 
 /// The guest device of the `n`th disk (0 is the rootfs).
@@ -69,11 +84,7 @@ impl LaunchSpec {
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
         // The microvm machine's default PIT and RTC are what the guest kernel
         // calibrates its clock against: keep them.
-        // No second IO-APIC: with it, the Debian cloud kernel gets no timer
-        // interrupt under TCG here (its clock stays at 0.000000). ACPI stays on:
-        // it is how the guest finds the virtio-mmio devices (the kernel lacks
-        // VIRTIO_MMIO_CMDLINE_DEVICES).
-        push(&["-M", &format!("microvm,accel={},ioapic2=off", self.accel)]);
+        push(&["-M", &format!("microvm,accel={}", self.accel)]);
         if self.accel == Accel::Kvm {
             // The nested KVM seen here rejects MSR 0x10a (see microvm-notes).
             push(&["-cpu", "host,-arch-capabilities"]);
@@ -91,10 +102,14 @@ impl LaunchSpec {
             "-initrd",
             &self.initramfs.display().to_string(),
         ]);
-        push(&[
-            "-append",
-            "console=ttyS0 quiet reboot=t panic=-1 vt.channel=vport",
-        ]);
+        // The TSC frequency is given, not measured: under TCG on a busy host
+        // the kernel's calibration against the PIT fails and the boot hangs
+        // at "Marking TSC unstable" (seen here).
+        let append = format!(
+            "console=ttyS0 quiet reboot=t panic=-1 tsc_early_khz={} tsc=reliable",
+            self.tsc_khz
+        );
+        push(&["-append", &append]);
         push(&["-serial", &format!("file:{}", self.console.display())]);
         // A pid file next to the console: a restarted agent kills VMs it left behind.
         let pidfile = self.console.with_file_name("qemu.pid");
@@ -156,10 +171,15 @@ mod tests {
             mac: "52:54:00:00:00:01".into(),
             channel: "/i/chan.sock".into(),
             console: "/i/console.log".into(),
+            tsc_khz: 2_000_000,
         };
         let args = spec.args().join(" ");
         assert!(
-            args.starts_with("-M microvm,accel=tcg,ioapic2=off -smp 2 -m 256M"),
+            args.starts_with("-M microvm,accel=tcg -smp 2 -m 256M"),
+            "{args}"
+        );
+        assert!(
+            args.contains("tsc_early_khz=2000000 tsc=reliable"),
             "{args}"
         );
         assert!(args.contains("id=d0,file=/i/rootfs.ext4"), "{args}");

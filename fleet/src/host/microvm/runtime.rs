@@ -13,7 +13,7 @@ use std::sync::Arc;
 pub struct MicrovmRuntime {
     ctx: Arc<Context>,
     instances: BTreeMap<String, Handle>,
-    reported: BTreeMap<String, (Phase, Option<String>, u32)>,
+    reported: BTreeMap<String, (Phase, Option<String>, u32, Option<String>)>,
 }
 
 impl MicrovmRuntime {
@@ -29,12 +29,20 @@ impl MicrovmRuntime {
         }
     }
 
-    fn snapshot(&self) -> BTreeMap<String, (Phase, Option<String>, u32)> {
+    fn snapshot(&self) -> BTreeMap<String, (Phase, Option<String>, u32, Option<String>)> {
         self.instances
             .iter()
             .map(|(id, h)| {
                 let s = h.status.lock().unwrap_or_else(|p| p.into_inner());
-                (id.clone(), (s.phase, s.detail.clone(), s.restarts))
+                (
+                    id.clone(),
+                    (
+                        s.phase,
+                        s.detail.clone(),
+                        s.restarts,
+                        s.address.map(|a| a.to_string()),
+                    ),
+                )
             })
             .collect()
     }
@@ -114,11 +122,12 @@ impl Runtime for MicrovmRuntime {
         let snapshot = self.snapshot();
         let out = snapshot
             .iter()
-            .map(|(id, (phase, detail, restarts))| InstanceReport {
+            .map(|(id, (phase, detail, restarts, address))| InstanceReport {
                 id: id.clone(),
                 phase: *phase,
                 detail: detail.clone(),
                 restarts: *restarts,
+                address: address.clone(),
             })
             .collect();
         self.instances

@@ -388,6 +388,7 @@ async fn run_vm(
         mac: network::mac(&a.id),
         channel: channel.clone(),
         console: console.clone(),
+        tsc_khz: crate::host::microvm::launch::host_tsc_khz(),
     };
     set(
         status,
@@ -458,11 +459,13 @@ async fn run_vm(
         .and_then(|c| a.spec.ports.iter().find(|port| port.name == c.port))
         .map_or(0, |port| port.port);
     let mut verdict = Verdict::default();
-    let mut ticker = tokio::time::interval(
-        check
-            .as_ref()
-            .map_or(Duration::from_secs(3600), health::interval),
-    );
+    // Until the first verdict, check every second: a fresh instance should
+    // not wait a whole interval to become healthy.
+    let interval = check
+        .as_ref()
+        .map_or(Duration::from_secs(3600), health::interval);
+    let mut ticker = tokio::time::interval(interval.min(Duration::from_secs(1)));
+    let mut settled = false;
     let mut started = false;
     let mut sessions: BTreeMap<u64, mpsc::Sender<ExecEvent>> = BTreeMap::new();
     let mut next_session = 0u64;
@@ -548,7 +551,12 @@ async fn run_vm(
             _ = ticker.tick(), if started && check.is_some() => {
                 if let Some(c) = &check {
                     let result = health::check_once(c, p.addressing.guest, port).await;
-                    if verdict.record(c, result.is_ok()) {
+                    let changed = verdict.record(c, result.is_ok());
+                    if verdict.healthy.is_some() && !settled {
+                        settled = true;
+                        ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+                    }
+                    if changed {
                         match (verdict.healthy, result) {
                             (Some(true), _) => set(status, Phase::Healthy, Some(format!("{}, ready {} ms after boot", ctx.accel, boot.elapsed().as_millis()))),
                             (_, Err(e)) => set(status, Phase::Unhealthy, Some(format!("health check failing: {e}"))),

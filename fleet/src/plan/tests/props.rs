@@ -274,6 +274,45 @@ proptest! {
     }
 
     #[test]
+    fn a_halted_rollout_only_stops_what_is_lost(s in seeds()) {
+        let (desired, mut observed) = build(&s, false);
+        // Every workload halted long ago, at a progress it cannot exceed.
+        observed.rollouts = desired
+            .workloads
+            .iter()
+            .map(|w| RolloutState {
+                key: w.key.clone(),
+                release: w.release,
+                started: 0,
+                last_progress: 0,
+                healthy: w.spec.instances * w.spec.regions.len() as u32,
+                status: RolloutStatus::Halted { reason: "stuck".into() },
+            })
+            .collect();
+        let mut sim = Sim::new(observed, NOW);
+        for _ in 0..4 {
+            let actions = sim.plan(&desired);
+            for a in &actions {
+                let Action::Stop { instance, key, .. } = a else { continue };
+                let Some(w) = desired.workloads.iter().find(|w| &w.key == key) else { continue };
+                let rolls_on = actions.iter().any(|a| matches!(a, Action::RolloutCompleted { key, .. } if key == &w.key));
+                let i = sim.observed.instances.iter().find(|i| &i.id == instance);
+                let reachable = i.is_some_and(|i| {
+                    sim.observed.hosts.iter().any(|h| h.id == i.host && h.status == HostStatus::Ready)
+                });
+                prop_assert!(rolls_on || !reachable, "{} halted, yet stops {instance}: {actions:#?}", w.name);
+            }
+            let events = actions.iter().any(|a| matches!(a, Action::RolloutHalted { .. } | Action::RolloutProgressed { .. }));
+            prop_assert!(!events, "{actions:#?}");
+            sim.apply(&actions);
+            let again = sim.plan(&desired);
+            prop_assert!(!again.iter().any(Action::changes_instances), "not idempotent: {again:#?}");
+            sim.settle();
+            sim.now += 1000;
+        }
+    }
+
+    #[test]
     fn never_overcommits_a_host(s in seeds()) {
         let (desired, observed) = build(&s, false);
         let mut sim = Sim::new(fit(observed), NOW);

@@ -537,3 +537,251 @@ fn the_plan_does_not_depend_on_input_order() {
     assert_eq!(plan(&r, &o, 5), forward);
     assert!(!forward.is_empty());
 }
+
+/// A rollout of `release` halted long ago, with `healthy` recorded.
+fn halted(app: &str, release: u64, healthy: u32) -> RolloutState {
+    RolloutState {
+        key: key(app),
+        release,
+        started: 0,
+        last_progress: 0,
+        healthy,
+        status: RolloutStatus::Halted {
+            reason: "stuck".into(),
+        },
+    }
+}
+
+fn start_releases(actions: &[Action]) -> Vec<(&str, u64, u64)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start {
+                host,
+                release,
+                memory,
+                ..
+            } => Some((host.as_str(), *release, *memory)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_halted_rollout_replaces_lost_and_failed_instances_with_their_release() {
+    const NOW: Millis = 1_000_000;
+    let d = desired(vec![workload("web", 2, spec(4, &["eu"]))]);
+    let mut h1 = host("h1", "eu", 4000, 8 * GI);
+    h1.status = HostStatus::Lost;
+    let old = |id: &str, host: &str, phase| {
+        let mut i = instance(id, "web", 1, host, "eu", phase);
+        i.memory = 128 * MI;
+        i.since = NOW - 1000;
+        i
+    };
+    let mut bad = instance("n1", "web", 2, "h2", "eu", Phase::Failed);
+    bad.since = NOW - 1000;
+    let mut o = observed(
+        vec![
+            h1,
+            host("h2", "eu", 4000, 8 * GI),
+            host("h3", "eu", 4000, 8 * GI),
+        ],
+        vec![
+            old("i1", "h1", Phase::Healthy),
+            old("i2", "h2", Phase::Healthy),
+            old("i3", "h3", Phase::Healthy),
+            old("i4", "h3", Phase::Failed),
+            bad,
+            instance("n2", "web", 2, "h1", "eu", Phase::Starting),
+        ],
+    );
+    o.rollouts.push(halted("web", 2, 0));
+    let mut sim = Sim::new(o, NOW);
+    let actions = sim.plan(&d);
+    // Only the lost instances stop; the new one on h1 is replaced by the new
+    // release, i1 (lost) and i4 (failed) by release 1 at its size (spread: h2
+    // and h3 both failed recently, h3 has more room); the failed new
+    // instance n1 is not retried.
+    assert_eq!(stops(&actions), ["i1", "n2"]);
+    assert_eq!(
+        start_releases(&actions),
+        [
+            ("h2", 2, 256 * MI),
+            ("h3", 1, 128 * MI),
+            ("h2", 1, 128 * MI)
+        ]
+    );
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::RolloutHalted { .. })));
+    sim.apply(&actions);
+    assert!(!sim.plan(&d).iter().any(Action::changes_instances));
+}
+
+#[test]
+fn a_halted_rollout_keeps_the_availability_floor_within_the_surge() {
+    // Surge 0, one unavailable: 3 old instances and a stuck new one is where
+    // the rollout stopped; losing none, it starts nothing.
+    let mut s = spec(4, &["eu"]);
+    s.rollout.max_surge = 0;
+    s.rollout.max_unavailable = 1;
+    let d = desired(vec![workload("web", 2, s)]);
+    let hosts = vec![host("h1", "eu", 4000, 8 * GI)];
+    let mut o = observed(
+        hosts,
+        vec![
+            instance("i1", "web", 1, "h1", "eu", Phase::Healthy),
+            instance("i2", "web", 1, "h1", "eu", Phase::Healthy),
+            instance("i3", "web", 1, "h1", "eu", Phase::Healthy),
+            instance("n1", "web", 2, "h1", "eu", Phase::Starting),
+        ],
+    );
+    o.rollouts.push(halted("web", 2, 0));
+    assert!(plan(&d, &o, 1_000_000).is_empty());
+    // One old instance fails: it is started again.
+    o.instances[0].phase = Phase::Failed;
+    assert_eq!(
+        start_releases(&plan(&d, &o, 1_000_000)),
+        [("h1", 1, 256 * MI)]
+    );
+}
+
+#[test]
+fn a_halted_rollout_resumes_when_it_progresses_and_completes_when_done() {
+    let d = desired(vec![workload("web", 2, spec(2, &["eu"]))]);
+    let mut o = observed(
+        vec![host("h1", "eu", 4000, 8 * GI)],
+        vec![
+            instance("i1", "web", 1, "h1", "eu", Phase::Healthy),
+            instance("i2", "web", 1, "h1", "eu", Phase::Healthy),
+            instance("n1", "web", 2, "h1", "eu", Phase::Healthy),
+        ],
+    );
+    o.rollouts.push(halted("web", 2, 0));
+    let mut sim = Sim::new(o, 1_000_000);
+    let actions = sim.plan(&d);
+    assert_eq!(
+        actions.last(),
+        Some(&Action::RolloutProgressed {
+            key: key("web"),
+            release: 2,
+            healthy: 1
+        })
+    );
+    // It rolls on at once: one old out, the next new one in.
+    assert_eq!(stops(&actions), ["i1"]);
+    assert_eq!(starts(&actions), [("h1", None)]);
+    sim.apply(&actions);
+    for _ in 0..3 {
+        sim.settle();
+        sim.now += 1000;
+        let actions = sim.plan(&d);
+        sim.apply(&actions);
+    }
+    assert_eq!(
+        sim.observed.rollouts[0].status,
+        RolloutStatus::Completed,
+        "{:#?}",
+        sim.observed
+    );
+    assert_eq!(sim.healthy(&key("web"), "eu"), 2);
+}
+
+#[test]
+fn a_halted_first_deploy_fills_its_places_and_waits_after_a_failure() {
+    const NOW: Millis = 1_000_000;
+    let d = desired(vec![workload("web", 1, spec(2, &["eu"]))]);
+    let mut failed = instance("n1", "web", 1, "h1", "eu", Phase::Failed);
+    failed.since = NOW - 60_000;
+    let mut o = observed(vec![host("h1", "eu", 4000, 8 * GI)], vec![failed]);
+    o.rollouts.push(halted("web", 1, 0));
+    // One place was never filled; the failed one waits 5 minutes.
+    assert_eq!(starts(&plan(&d, &o, NOW)), [("h1", None)]);
+    assert_eq!(
+        starts(&plan(&d, &o, NOW + 240_001)),
+        [("h1", None), ("h1", None)]
+    );
+}
+
+#[test]
+fn a_halted_rollout_with_volumes_restarts_a_failed_slot_with_its_release() {
+    let d = desired(vec![workload("db", 2, with_volume(spec(2, &["eu"])))]);
+    let mut i1 = instance("i1", "db", 1, "h1", "eu", Phase::Failed);
+    i1.slot = Some(0);
+    let mut n2 = instance("n2", "db", 2, "h2", "eu", Phase::Failed);
+    n2.slot = Some(1);
+    let mut o = observed(
+        vec![
+            host("h1", "eu", 4000, 8 * GI),
+            host("h2", "eu", 4000, 8 * GI),
+        ],
+        vec![i1, n2],
+    );
+    o.rollouts.push(halted("db", 2, 0));
+    let actions = plan(&d, &o, 1_000_000);
+    // Slot 0 ran release 1: started again on its volumes' host; slot 1's new
+    // instance failed and release 1 still serves (slot 0): not retried.
+    assert_eq!(start_releases(&actions), [("h1", 1, 256 * MI)]);
+    assert_eq!(starts(&actions), [("h1", Some(0))]);
+}
+
+#[test]
+fn the_halt_reason_counts_instances_still_starting() {
+    let d = desired(vec![workload("web", 2, spec(2, &["eu"]))]);
+    let mut o = observed(
+        vec![host("h1", "eu", 4000, 8 * GI)],
+        vec![
+            instance("i1", "web", 1, "h1", "eu", Phase::Healthy),
+            instance("i2", "web", 1, "h1", "eu", Phase::Healthy),
+            instance("n1", "web", 2, "h1", "eu", Phase::Starting),
+        ],
+    );
+    o.rollouts.push(RolloutState {
+        status: RolloutStatus::Progressing,
+        ..halted("web", 2, 0)
+    });
+    let actions = plan(&d, &o, 301_000);
+    assert_eq!(
+        reasons(&actions),
+        ["no further instance of release 2 became healthy for 301s (progress deadline 5m); 0 of 2 healthy, 1 still starting"]
+    );
+}
+
+#[test]
+fn avoids_hosts_with_recent_failures_of_the_workload_after_spreading() {
+    const NOW: Millis = 1_000_000;
+    let d = desired(vec![workload("web", 1, spec(2, &["eu"]))]);
+    let hosts = ["h1", "h2", "h3"]
+        .map(|h| host(h, "eu", 4000, 8 * GI))
+        .to_vec();
+    let failed = |id: &str, host: &str, ago: Millis| {
+        let mut i = instance(id, "web", 1, host, "eu", Phase::Failed);
+        i.since = NOW - ago;
+        i
+    };
+    let mut o = observed(
+        hosts,
+        vec![
+            instance("i1", "web", 1, "h1", "eu", Phase::Healthy),
+            failed("i2", "h2", 1_000),
+            failed("i3", "h2", 2_000),
+            failed("i4", "h3", 400_000),
+        ],
+    );
+    o.rollouts.push(completed("web", 1));
+    let actions = plan(&d, &o, NOW);
+    // h2 and h3 tie on replicas; h2 failed recently, h3 long ago.
+    assert_eq!(starts(&actions), [("h3", None)]);
+    assert_eq!(
+        reasons(&actions),
+        ["host h3: 8Gi memory and 4 cpu free; fewest replicas of acme/shop/web/prod release 1 (0); avoiding h2: 2 recent failures"]
+    );
+    // Fewest replicas still comes first: h2 beats h1 and h3, which have one.
+    let d = desired(vec![workload("web", 1, spec(3, &["eu"]))]);
+    o.instances
+        .push(instance("i5", "web", 1, "h3", "eu", Phase::Healthy));
+    let actions = plan(&d, &o, NOW);
+    assert_eq!(starts(&actions), [("h2", None)]);
+    assert!(!reasons(&actions)[0].contains("avoiding"));
+}

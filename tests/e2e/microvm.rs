@@ -1,0 +1,242 @@
+//! The microVM runtime end to end, the way a user runs it: an OCI image
+//! pushed to a real registry (Debian's docker-registry on loopback), a
+//! committed manifest, a real controller and host agent, and a real qemu
+//! microVM (KVM where a probe guest boots, TCG otherwise): the instance boots,
+//! passes its health check, serves HTTP on its IPv6 address, its log lines
+//! reach `vt logs`, it answers `vt exec`, keeps a file on its volume across a
+//! new release, and stops cleanly when its env is removed.
+//!
+//! Needs `just setup` (qemu, docker-registry, e2fsprogs) and `just guest`
+//! (kernel + initramfs); it fails with what to run when they are missing.
+
+use crate::support::fleet::{Controller, FleetDir};
+use crate::support::repo::Repo;
+use crate::support::{wait_until, Sandbox};
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+use vt_fleet::host::image::testing::{build_image, push, require, Registry};
+use vt_fleet::host::image::ImageConfig;
+use vt_fleet::host::microvm::artifacts::{guest_dir, GuestArtifacts};
+
+const APP_FILE: &str = "orgs/acme/shop/web/app.yaml";
+const ENV_FILE: &str = "orgs/acme/shop/web/envs/prod.yaml";
+/// TCG boots in seconds on an idle machine; leave room for a busy one.
+const BOOT: Duration = Duration::from_secs(240);
+
+/// The app: busybox's httpd serving /www, a line per boot appended to the
+/// volume, and a log line every two seconds.
+const SCRIPT: &str = "echo started $GREETING; echo boot >> /data/boots; \
+    /bin/busybox httpd -f -p [::]:8080 -h /www & while true; do echo tick; sleep 2; done";
+
+fn image_dir(root: &Path) -> std::path::PathBuf {
+    let dir = root.join("image-root");
+    std::fs::create_dir_all(dir.join("bin")).expect("mkdir bin");
+    std::fs::create_dir_all(dir.join("www")).expect("mkdir www");
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox"))
+        .expect("busybox-static is installed (just setup)");
+    std::os::unix::fs::symlink("busybox", dir.join("bin/sh")).expect("symlink sh");
+    std::fs::write(dir.join("www/index.html"), "hello from a vt microVM\n").expect("index.html");
+    dir
+}
+
+fn instances(c: &Controller) -> Vec<Value> {
+    let status = c.json(&["status"]);
+    status["workloads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|w| w["instances"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+fn healthy_on_release(c: &Controller, release: u64) -> Option<Value> {
+    let all = instances(c);
+    let only_this = all.iter().all(|i| i["release"] == release);
+    all.into_iter()
+        .find(|i| i["release"] == release && i["phase"] == "healthy" && i["address"].is_string())
+        .filter(|_| only_this)
+}
+
+fn http_get(address: &str) -> String {
+    let url = format!("http://[{address}]:8080/");
+    ureq::get(&url)
+        .timeout(Duration::from_secs(5))
+        .call()
+        .map(|r| r.into_string().unwrap_or_default())
+        .unwrap_or_else(|e| format!("error: {e}"))
+}
+
+#[test]
+fn an_app_runs_as_a_microvm_from_its_oci_image() {
+    require(&[
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("docker-registry", "docker-registry"),
+        ("mkfs.ext4", "e2fsprogs"),
+    ])
+    .expect("run `just setup`");
+    GuestArtifacts::find(&guest_dir()).unwrap_or_else(|e| panic!("{e}"));
+    let sb = Sandbox::new();
+
+    // The image, in a real registry.
+    let registry = Registry::start().expect("start docker-registry");
+    let layout = sb.path().join("layout");
+    let config = ImageConfig {
+        entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), SCRIPT.into()]),
+        env: Some(vec!["GREETING=one".into()]),
+        ..ImageConfig::default()
+    };
+    build_image(&layout, "1", &[&image_dir(sb.path())], &config).expect("build the image");
+    let reference = registry.reference("web:1");
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    runtime
+        .block_on(push(&layout, "1", &reference))
+        .expect("push the image");
+
+    // The desired state: one instance with a volume.
+    let repo = Repo::init(&sb, "repo");
+    repo.vt(&["org", "create", "acme"]);
+    repo.vt(&["project", "create", "shop"]);
+    repo.vt(&[
+        "app", "create", "web", "--image", &reference, "--port", "8080",
+    ]);
+    repo.append(
+        APP_FILE,
+        "volumes:\n  - name: data\n    size: 64Mi\n    mount: /data\n",
+    );
+    repo.vt(&["env", "create", "prod", "--app", "web", "--instances", "1"]);
+    repo.commit("web on a microVM");
+
+    let fleet = FleetDir::init(&sb, "fleet", &repo.path().display().to_string());
+    let controller = fleet.start();
+    let token = fleet.join_token("host", "10m");
+    let quic = controller.quic.to_string();
+    let host_dir = sb.path().join("h1").display().to_string();
+    // The sandbox has its own HOME: point the host at the real guest artifacts.
+    let guest = guest_dir().display().to_string();
+    let _host = sb.env().spawn_vt_with(
+        "h1",
+        Path::new("/"),
+        &[
+            "host",
+            "run",
+            "--controller",
+            &quic,
+            "--token",
+            &token,
+            "--name",
+            "h1",
+            "--state-dir",
+            &host_dir,
+            "--cpu",
+            "2",
+            "--memory",
+            "2Gi",
+            "--runtime",
+            "microvm",
+            "--accel",
+            "auto",
+        ],
+        &[("VT_GUEST_DIR", &guest)],
+    );
+
+    // Boots, passes its TCP health check, serves HTTP on its IPv6 address.
+    let first = wait_until("the instance is healthy", BOOT, || {
+        healthy_on_release(&controller, 1)
+    });
+    let address = first["address"].as_str().expect("an address").to_string();
+    assert!(
+        address.starts_with("fd"),
+        "a unique-local IPv6 address: {address}"
+    );
+    assert_eq!(http_get(&address), "hello from a vt microVM\n");
+    let detail = first["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("tcg") || detail.contains("kvm"),
+        "the accelerator is shown: {detail}"
+    );
+
+    // Its output reaches `vt logs`, in order, one JSON object per line.
+    let logs = wait_until("log lines arrive", Duration::from_secs(30), || {
+        let out = controller.cli(&["logs", "web"]).ok().stdout;
+        (out.contains("started one") && out.contains("\"tick\"")).then_some(out)
+    });
+    for line in logs.lines() {
+        let v: Value = serde_json::from_str(line).expect("one JSON object per line");
+        assert_eq!(v["instance"], first["id"]);
+    }
+
+    // `vt exec` runs in the guest and returns output and exit code.
+    let out = controller.cli_plain(&["exec", "web", "--", "/bin/busybox", "cat", "/data/boots"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "boot\n"),
+        "{}",
+        out.stderr
+    );
+    let out = controller.cli_plain(&[
+        "exec",
+        "web",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo oops >&2; exit 7",
+    ]);
+    assert_eq!((out.code, out.stderr.trim()), (7, "oops"));
+
+    // A new release (env change) replaces the instance; the volume keeps its file.
+    repo.append(ENV_FILE, "env:\n  GREETING: two\n");
+    repo.commit("greet differently");
+    let second = wait_until("release 2 is healthy and release 1 gone", BOOT, || {
+        healthy_on_release(&controller, 2)
+    });
+    assert_ne!(second["id"], first["id"]);
+    let out = controller.cli_plain(&["exec", "web", "--", "/bin/busybox", "cat", "/data/boots"]);
+    assert_eq!(
+        out.stdout, "boot\nboot\n",
+        "the volume survived the new release"
+    );
+    let out = controller
+        .cli(&["logs", "web", "--grep", "started"])
+        .ok()
+        .stdout;
+    assert!(out.contains("started two"), "{out}");
+
+    // Removing the env stops the instance cleanly and keeps the volume.
+    std::fs::remove_file(repo.path().join(ENV_FILE)).expect("rm env");
+    repo.commit("retire prod");
+    wait_until("the instance stopped", Duration::from_secs(60), || {
+        instances(&controller).is_empty().then_some(())
+    });
+    let volumes = Path::new(&host_dir).join("volumes");
+    let kept: Vec<_> = walk(&volumes)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "ext4"))
+        .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the volume is never deleted implicitly: {kept:?}"
+    );
+    let console = std::fs::read_to_string(
+        Path::new(&host_dir)
+            .join("instances")
+            .join(second["id"].as_str().unwrap_or_default())
+            .join("console.log"),
+    )
+    .unwrap_or_default();
+    assert!(!console.contains("Kernel panic"), "{console}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
