@@ -336,6 +336,8 @@ pub enum TokenCommand {
 }
 
 /// `vt host ...`
+// Parsed once per process: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
     /// Check what the microVM runtime needs and which accelerator boots a guest here.
