@@ -3,12 +3,14 @@
 //! committed manifest, a real controller and host agent, and a real qemu
 //! microVM (KVM where a probe guest boots, TCG otherwise): the instance boots,
 //! passes its health check, serves HTTP on its IPv6 address, its log lines
-//! reach `vt logs`, it answers `vt exec`, keeps a file on its volume across a
-//! new release, and stops cleanly when its env is removed.
+//! reach `vt logs`, it answers `vt exec` (also interactively: `-i`, and `-it`
+//! on a terminal that is resized), keeps a file on its volume across a new
+//! release, and stops cleanly when its env is removed.
 //!
 //! Needs `just setup` (qemu, docker-registry, e2fsprogs) and `just guest`
 //! (kernel + initramfs); it fails with what to run when they are missing.
 
+use crate::support::attach::{resize, Attach};
 use crate::support::fleet::{Controller, FleetDir};
 use crate::support::repo::Repo;
 use crate::support::{wait_until, Sandbox};
@@ -183,6 +185,7 @@ fn an_app_runs_as_a_microvm_from_its_oci_image() {
         "echo oops >&2; exit 7",
     ]);
     assert_eq!((out.code, out.stderr.trim()), (7, "oops"));
+    interactive_sessions(&controller, &fleet.api_token());
 
     // A new release (env change) replaces the instance; the volume keeps its file.
     repo.append(ENV_FILE, "env:\n  GREETING: two\n");
@@ -202,6 +205,20 @@ fn an_app_runs_as_a_microvm_from_its_oci_image() {
         .stdout;
     assert!(out.contains("started two"), "{out}");
 
+    // `vt volumes` shows the volume attached to the running instance and
+    // refuses to destroy it.
+    let listed = controller.json(&["volumes", "list", "web"]);
+    let volume = &listed.as_array().expect("a list")[0];
+    assert_eq!(
+        (volume["workload"].as_str(), volume["name"].as_str()),
+        (Some("acme/shop/web/prod"), Some("data"))
+    );
+    assert_eq!(volume["attached"], second["id"]);
+    let volume_id = volume["id"].as_str().expect("an id").to_string();
+    let refused = controller.cli(&["volumes", "destroy", &volume_id, "--yes"]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stdout.contains("E_ATTACHED"), "{}", refused.stdout);
+
     // Removing the env stops the instance cleanly and keeps the volume.
     std::fs::remove_file(repo.path().join(ENV_FILE)).expect("rm env");
     repo.commit("retire prod");
@@ -218,6 +235,23 @@ fn an_app_runs_as_a_microvm_from_its_oci_image() {
         1,
         "the volume is never deleted implicitly: {kept:?}"
     );
+    // Only on request, confirmed, and once unattached.
+    let unconfirmed = controller.cli(&["volumes", "destroy", &volume_id]);
+    assert!(
+        unconfirmed.code != 0 && unconfirmed.stdout.contains("E_CONFIRM"),
+        "{}",
+        unconfirmed.stdout
+    );
+    wait_until("the volume is detached", Duration::from_secs(30), || {
+        controller.json(&["volumes", "list"])[0]["attached"]
+            .is_null()
+            .then_some(())
+    });
+    controller
+        .cli(&["volumes", "destroy", &volume_id, "--yes"])
+        .ok();
+    assert!(!kept[0].exists(), "the volume file is gone");
+    assert_eq!(controller.json(&["volumes", "list"]), serde_json::json!([]));
     let console = std::fs::read_to_string(
         Path::new(&host_dir)
             .join("instances")
@@ -226,6 +260,108 @@ fn an_app_runs_as_a_microvm_from_its_oci_image() {
     )
     .unwrap_or_default();
     assert!(!console.contains("Kernel panic"), "{console}");
+}
+
+/// How long an interactive step may take.
+const SESSION: Duration = Duration::from_secs(30);
+
+/// `vt exec -it` / `-i`: over the WebSocket as the CLI speaks it, then the
+/// CLI itself with piped stdin, and on a pseudo-terminal (`script`).
+fn interactive_sessions(controller: &Controller, token: &str) {
+    // A terminal session: the size it starts with, a resize, the exit code.
+    let mut s = Attach::open(
+        &controller.url(),
+        token,
+        "app=web&tty=true&cols=80&rows=24&argv=%2Fbin%2Fsh",
+    );
+    s.wait("the session starts", SESSION, |s| {
+        s.messages.iter().any(|m| m["type"] == "started")
+    });
+    s.send(b"/bin/busybox stty size\n");
+    s.wait("stty prints the first size", SESSION, |s| {
+        s.text().contains("24 80")
+    });
+    s.control(resize(123, 45));
+    s.send(b"/bin/busybox stty size; echo $((6*7)); exit 3\n");
+    let end = s.wait_exit(SESSION);
+    assert_eq!(
+        (end["code"].as_i64(), end["signal"].as_i64()),
+        (Some(3), None)
+    );
+    let text = s.text();
+    assert!(
+        text.contains("45 123"),
+        "the resize reached the guest: {text:?}"
+    );
+    assert!(text.contains("42"), "{text:?}");
+    assert!(s.stderr.is_empty(), "a terminal merges stderr into stdout");
+
+    // `vt exec -i`: stdin streamed, pipes, stdout and stderr apart.
+    let env = |cmd: &mut std::process::Command| {
+        cmd.env("VT_CONTROLLER", controller.url())
+            .env("VT_TOKEN", token);
+    };
+    let mut cmd = controller
+        .env()
+        .vt_command(Path::new("/"), &["exec", "-i", "web", "--", "/bin/sh"]);
+    env(&mut cmd);
+    let mut proc = controller.env().spawn_piped("vt-exec-i", cmd);
+    let mut stdin = proc.stdin().expect("a stdin pipe");
+    std::io::Write::write_all(&mut stdin, b"echo out; echo $((6*7)) >&2; exit 4\n")
+        .expect("write stdin");
+    drop(stdin);
+    let status = proc.wait(SESSION);
+    assert_eq!(
+        (
+            status.code(),
+            proc.stdout().as_str(),
+            proc.stderr().as_str()
+        ),
+        (Some(4), "out\n", "42\n")
+    );
+
+    // `vt exec -it` on a pseudo-terminal: raw keys in, SIGWINCH forwarded.
+    let vt = crate::support::vt_bin().display().to_string();
+    let mut cmd = controller
+        .env()
+        .command(Path::new("script"), Path::new("/"));
+    cmd.args([
+        "-qec",
+        &format!("tty; exec {vt} exec -it web -- /bin/sh"),
+        "/dev/null",
+    ]);
+    env(&mut cmd);
+    let mut proc = controller.env().spawn_piped("vt-exec-it", cmd);
+    let mut keys = proc.stdin().expect("a stdin pipe");
+    let pty = wait_until("vt runs on a pseudo-terminal", SESSION, || {
+        proc.stdout()
+            .lines()
+            .find(|l| l.starts_with("/dev/pts/"))
+            .map(|l| l.trim().to_string())
+    });
+    wait_until("the guest's shell prompts", SESSION, || {
+        proc.stdout().contains("# ").then_some(())
+    });
+    let stty = std::process::Command::new("stty")
+        .args(["-F", &pty, "cols", "100", "rows", "30"])
+        .status()
+        .expect("run stty");
+    assert!(stty.success());
+    std::thread::sleep(Duration::from_millis(500));
+    std::io::Write::write_all(
+        &mut keys,
+        b"/bin/busybox stty size; echo $((6*7)); exit 3\n",
+    )
+    .expect("type");
+    let status = proc.wait(SESSION);
+    drop(keys);
+    let out = proc.stdout();
+    assert_eq!(status.code(), Some(3), "{out:?}\n{}", proc.stderr());
+    assert!(
+        out.contains("30 100"),
+        "the new size reached the guest: {out:?}"
+    );
+    assert!(out.contains("42"), "{out:?}");
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

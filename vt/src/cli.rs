@@ -187,6 +187,13 @@ pub enum Command {
         /// This instance.
         #[arg(long)]
         instance: Option<String>,
+        /// Stream stdin to the command as it comes (interactive session).
+        #[arg(short, long)]
+        interactive: bool,
+        /// Run the command on a terminal: with -i, keys go through as typed,
+        /// and resizes follow the local terminal.
+        #[arg(short, long)]
+        tty: bool,
         /// The command and its arguments (after `--`).
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -194,6 +201,9 @@ pub enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Volumes: list, describe, destroy (never implicitly).
+    #[command(subcommand)]
+    Volumes(VolumesCommand),
     /// The fleet's hosts with capacity and what is reserved.
     Hosts {
         /// The controller.
@@ -378,5 +388,40 @@ pub enum HostCommand {
         /// For the sim runtime: time an instance takes to become healthy.
         #[arg(long, default_value = "300ms")]
         sim_boot: String,
+    },
+}
+
+/// `vt volumes ...`
+#[derive(Debug, Subcommand)]
+pub enum VolumesCommand {
+    /// Every volume, with its host and what it is attached to.
+    List {
+        /// Only this app.
+        app: Option<String>,
+        /// Only this env.
+        #[arg(long)]
+        env: Option<String>,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
+    /// One volume.
+    Describe {
+        /// Volume ID (`vol_...`).
+        id: String,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Delete an unattached volume and its data.
+    Destroy {
+        /// Volume ID (`vol_...`).
+        id: String,
+        /// Confirm that the data goes.
+        #[arg(long)]
+        yes: bool,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
     },
 }

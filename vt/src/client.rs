@@ -84,36 +84,65 @@ impl Client {
     ) -> Result<ureq::Response, CliError> {
         result.map_err(|e| match e {
             ureq::Error::Status(status, resp) => {
-                let body: serde_json::Value = resp.into_json().unwrap_or_default();
-                let message = body["message"]
-                    .as_str()
-                    .unwrap_or("the controller refused the request")
-                    .to_string();
-                let code = match status {
-                    401 => "E_UNAUTHORIZED",
-                    404 => "E_NOT_FOUND",
-                    400 => "E_USAGE",
-                    _ => "E_CONTROLLER",
-                };
-                let exit = match status {
-                    404 => Exit::NotFound,
-                    422 => Exit::Failure,
-                    400 => Exit::Usage,
-                    _ => Exit::Failure,
-                };
-                let err = CliError::new(exit, code, message);
-                match body["hint"].as_str() {
-                    Some(hint) => err.hint(hint),
-                    None => err,
-                }
+                status_error(status, resp.into_json().unwrap_or_default())
             }
-            ureq::Error::Transport(t) => CliError::new(
-                Exit::Failure,
-                "E_UNREACHABLE",
-                format!("cannot reach the controller at {}: {t}", self.base),
-            )
-            .hint("is `vt fleet run` running? check --controller / VT_CONTROLLER"),
+            ureq::Error::Transport(t) => self.unreachable(t),
         })
+    }
+
+    fn unreachable(&self, e: impl std::fmt::Display) -> CliError {
+        CliError::new(
+            Exit::Failure,
+            "E_UNREACHABLE",
+            format!("cannot reach the controller at {}: {e}", self.base),
+        )
+        .hint("is `vt fleet run` running? check --controller / VT_CONTROLLER")
+    }
+
+    /// Opens a WebSocket to `path?query` (`query` already encoded), with the token.
+    pub fn websocket(
+        &self,
+        path: &str,
+        query: &str,
+    ) -> Result<
+        tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+        CliError,
+    > {
+        use tungstenite::client::IntoClientRequest;
+        let url = match self.base.split_once("://") {
+            Some(("http", rest)) => format!("ws://{rest}{path}?{query}"),
+            _ => {
+                return Err(CliError::new(
+                    Exit::Usage,
+                    "E_USAGE",
+                    format!(
+                        "interactive exec needs a plain http:// controller address, not {}",
+                        self.base
+                    ),
+                ))
+            }
+        };
+        let mut request = url.into_client_request().map_err(|e| self.unreachable(e))?;
+        let token = format!("Bearer {}", self.token).parse().map_err(|_| {
+            CliError::new(
+                Exit::Usage,
+                "E_USAGE",
+                "the API token is not a valid header value",
+            )
+        })?;
+        request.headers_mut().insert("authorization", token);
+        match tungstenite::connect(request) {
+            Ok((socket, _)) => Ok(socket),
+            Err(tungstenite::Error::Http(response)) => {
+                let body = response
+                    .body()
+                    .as_deref()
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
+                Err(status_error(response.status().as_u16(), body))
+            }
+            Err(e) => Err(self.unreachable(e)),
+        }
     }
 
     /// GETs `path` and decodes the JSON answer.
@@ -154,6 +183,33 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+/// The error for a refused request: the controller's code, message and hint.
+fn status_error(status: u16, body: serde_json::Value) -> CliError {
+    let message = body["message"]
+        .as_str()
+        .unwrap_or("the controller refused the request")
+        .to_string();
+    // The API's own stable code, when it gives one.
+    let fallback = match status {
+        401 => "E_UNAUTHORIZED",
+        404 => "E_NOT_FOUND",
+        400 => "E_USAGE",
+        _ => "E_CONTROLLER",
+    };
+    let code = body["code"].as_str().unwrap_or(fallback).to_string();
+    let exit = match status {
+        404 => Exit::NotFound,
+        422 => Exit::Failure,
+        400 => Exit::Usage,
+        _ => Exit::Failure,
+    };
+    let err = CliError::new(exit, code, message);
+    match body["hint"].as_str() {
+        Some(hint) => err.hint(hint),
+        None => err,
     }
 }
 

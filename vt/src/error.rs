@@ -23,7 +23,7 @@ pub enum Exit {
 #[derive(Debug, Serialize)]
 pub struct CliError {
     /// Stable error code (`E_...`).
-    pub code: &'static str,
+    pub code: String,
     /// What went wrong, with its causes.
     pub message: String,
     /// How to fix it.
@@ -39,9 +39,9 @@ pub struct CliError {
 
 impl CliError {
     /// A new error.
-    pub fn new(exit: Exit, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(exit: Exit, code: impl Into<String>, message: impl Into<String>) -> Self {
         CliError {
-            code,
+            code: code.into(),
             message: message.into(),
             hint: None,
             errors: Vec::new(),

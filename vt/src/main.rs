@@ -11,7 +11,7 @@ mod telemetry;
 use clap::Parser;
 use cli::{
     AppCommand, Cli, Command, EnvCommand, FleetCommand, HostCommand, OrgCommand, ProjectCommand,
-    TokenCommand,
+    TokenCommand, VolumesCommand,
 };
 use client::Client;
 use commands::{fleet, observe};
@@ -25,15 +25,21 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             app,
             env,
             instance,
+            interactive,
+            tty,
             command,
             api,
         } => {
             let code = observe::exec(
                 &api_client(api)?,
-                app.clone(),
-                env.clone(),
-                instance.clone(),
-                command.clone(),
+                observe::ExecArgs {
+                    app: app.clone(),
+                    env: env.clone(),
+                    instance: instance.clone(),
+                    interactive: *interactive,
+                    tty: *tty,
+                    argv: command.clone(),
+                },
             )?;
             // The command's own exit code is vt's.
             std::process::exit(i32::from(code));
@@ -162,6 +168,15 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 limit: *limit,
             },
         ),
+        Command::Volumes(VolumesCommand::List { app, env, api }) => {
+            commands::volumes::list(g, &api_client(api)?, app.clone(), env.clone())
+        }
+        Command::Volumes(VolumesCommand::Describe { id, api }) => {
+            commands::volumes::describe(g, &api_client(api)?, id)
+        }
+        Command::Volumes(VolumesCommand::Destroy { id, yes, api }) => {
+            commands::volumes::destroy(g, &api_client(api)?, id, *yes)
+        }
         Command::Hosts { api } => observe::hosts(g, &api_client(api)?),
     }
 }

@@ -2,6 +2,11 @@
 //! over server-sent events), hosts, and the git webhook. Every route but the
 //! webhook needs `Authorization: Bearer <api token>`; the webhook is signed
 //! with the shared secret, GitHub style (`X-Hub-Signature-256: sha256=<hex>`).
+//!
+//! Exec: `POST /v1/exec` runs a command to its end and answers its output
+//! ([`ExecRequest`] → [`ExecResult`]); `GET /v1/exec/attach` is an
+//! interactive session over a WebSocket (stdin, a terminal, resizes), whose
+//! query and messages are documented in [`crate::controller::attach`].
 
 use crate::controller::daemon::Shared;
 use crate::controller::events::{Event, EventFilter};
@@ -112,7 +117,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/hosts", get(hosts))
         .route("/v1/logs", get(logs))
+        .route("/v1/volumes", get(volumes))
+        .route("/v1/volumes/destroy", post(destroy_volume))
         .route("/v1/exec", post(exec))
+        .route("/v1/exec/attach", get(crate::controller::attach::attach))
         .route_layer(axum::middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
         .route("/v1/hooks/git", post(git_hook))
@@ -382,20 +390,23 @@ pub struct ExecResult {
 /// How long an exec may run.
 const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
-async fn exec(
-    State(shared): State<Arc<Shared>>,
-    Json(req): Json<ExecRequest>,
-) -> ApiResult<ExecResult> {
+/// Where an exec runs: the instance (`instance`, else a healthy one of the
+/// app/env), its host and the QUIC connection to that host. Shared by
+/// `POST /v1/exec` and `GET /v1/exec/attach`.
+pub(crate) fn exec_target(
+    shared: &Shared,
+    app: &str,
+    env: Option<&str>,
+    instance: Option<&str>,
+) -> Result<(String, String, quinn::Connection), ApiError> {
     use crate::plan::Phase;
-    use crate::wire::frame;
-    use crate::wire::messages::{ExecCommand, ExecEvent};
     let target = {
         let c = shared.lock();
         let mut candidates: Vec<_> = c
             .instances()
             .into_iter()
-            .filter(|i| views::matches(&i.name, &req.app, req.env.as_deref()))
-            .filter(|i| req.instance.as_deref().is_none_or(|id| i.instance.id == id))
+            .filter(|i| views::matches(&i.name, app, env))
+            .filter(|i| instance.is_none_or(|id| i.instance.id == id))
             .filter(|i| {
                 matches!(
                     i.instance.phase,
@@ -410,10 +421,9 @@ async fn exec(
             .map(|i| (i.instance.id.clone(), i.instance.host.clone()))
     };
     let (instance, host) = target.ok_or_else(|| {
-        let what = req
-            .instance
-            .clone()
-            .unwrap_or_else(|| format!("{} {}", req.app, req.env.clone().unwrap_or_default()));
+        let what = instance
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{app} {}", env.unwrap_or_default()));
         ApiError::new(
             StatusCode::NOT_FOUND,
             "E_NOT_FOUND",
@@ -433,6 +443,21 @@ async fn exec(
             format!("host {host} of instance {instance} is not connected"),
         )
     })?;
+    Ok((instance, host, conn))
+}
+
+async fn exec(
+    State(shared): State<Arc<Shared>>,
+    Json(req): Json<ExecRequest>,
+) -> ApiResult<ExecResult> {
+    use crate::wire::frame;
+    use crate::wire::messages::{ExecCommand, ExecEvent};
+    let (instance, host, conn) = exec_target(
+        &shared,
+        &req.app,
+        req.env.as_deref(),
+        req.instance.as_deref(),
+    )?;
     let wire_error = |e: crate::wire::WireError| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -451,6 +476,7 @@ async fn exec(
                 instance: instance.clone(),
                 argv: req.argv.clone(),
                 stdin: req.stdin.clone(),
+                ..ExecCommand::default()
             },
         )
         .await
@@ -504,4 +530,95 @@ async fn exec(
             )
         })??;
     Ok(Json(result))
+}
+
+async fn volumes(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<AppQuery>,
+) -> ApiResult<Vec<views::VolumeView>> {
+    Ok(Json(views::volumes(
+        &shared.lock(),
+        q.app.as_deref(),
+        q.env.as_deref(),
+    )))
+}
+
+/// Body of `POST /v1/volumes/destroy`.
+#[derive(Debug, Deserialize)]
+pub struct DestroyVolume {
+    /// Volume ID.
+    pub id: String,
+}
+
+/// How long the host has to delete a volume.
+const DESTROY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+async fn destroy_volume(
+    State(shared): State<Arc<Shared>>,
+    Json(req): Json<DestroyVolume>,
+) -> ApiResult<views::VolumeView> {
+    let find = |shared: &Shared| {
+        views::volumes(&shared.lock(), None, None)
+            .into_iter()
+            .find(|v| v.id == req.id)
+    };
+    let volume = find(&shared).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "E_NOT_FOUND",
+            format!("no volume {}", req.id),
+        )
+    })?;
+    if let Some(instance) = &volume.attached {
+        let mut e = ApiError::new(
+            StatusCode::CONFLICT,
+            "E_ATTACHED",
+            format!("volume {} is attached to instance {instance}", volume.id),
+        );
+        e.hint = Some(
+            "stop the instance first (remove the volume or the env from the repository)".into(),
+        );
+        return Err(e);
+    }
+    shared
+        .host_commands
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(volume.host.clone())
+        .or_default()
+        .push(crate::wire::messages::ControllerMessage::DestroyVolume {
+            id: volume.id.clone(),
+        });
+    shared.changed.send_modify(|v| *v += 1);
+    let deadline = tokio::time::Instant::now() + DESTROY_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if find(&shared).is_none() {
+            let mut c = shared.lock();
+            c.record(
+                crate::controller::events::Event::new(
+                    crate::controller::events::kind::VOLUME_DESTROYED,
+                    crate::controller::daemon::now(),
+                    format!(
+                        "volume {} ({} of {}) destroyed on {}",
+                        volume.id, volume.name, volume.workload, volume.host
+                    ),
+                )
+                .for_workload(&volume.workload)
+                .host(&volume.host),
+            );
+            shared.commit(&mut c);
+            return Ok(Json(volume));
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "E_HOST_UNREACHABLE",
+        format!(
+            "host {} did not delete volume {} within {}s",
+            volume.host,
+            volume.id,
+            DESTROY_TIMEOUT.as_secs()
+        ),
+    ))
 }

@@ -119,6 +119,8 @@ pub struct Controller {
     next_event: u64,
     /// When retention last ran (it reads the whole event log).
     last_retention: Option<Millis>,
+    /// Volumes each host reports, by host name.
+    host_volumes: BTreeMap<String, Vec<crate::wire::messages::VolumeReport>>,
     /// Unknown instances already reported, so each gets one event.
     unknown_seen: BTreeSet<String>,
     batch: Batch,
@@ -174,6 +176,11 @@ impl Controller {
             .into_iter()
             .collect();
         let next_event = store.last_event_seq()? + 1;
+        let host_volumes = store
+            .scan::<(String, Vec<crate::wire::messages::VolumeReport>)>("hostvol/")?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
         Ok(Controller {
             store,
             config,
@@ -192,6 +199,7 @@ impl Controller {
             next_event,
             last_retention: None,
             unknown_seen: BTreeSet::new(),
+            host_volumes,
             batch: Batch::default(),
             new_events: Vec::new(),
         })
@@ -981,6 +989,30 @@ impl Controller {
             }
         }
         routes
+    }
+
+    /// Records the volumes a host reports (kept across restarts).
+    pub fn host_volumes(&mut self, host: &str, volumes: Vec<crate::wire::messages::VolumeReport>) {
+        if self.host_volumes.get(host) != Some(&volumes) {
+            self.batch.put(
+                format!("hostvol/{host}"),
+                &(host.to_string(), volumes.clone()),
+            );
+            self.host_volumes.insert(host.to_string(), volumes);
+        }
+    }
+
+    /// Every volume with its host.
+    pub fn volumes(&self) -> Vec<(String, crate::wire::messages::VolumeReport)> {
+        self.host_volumes
+            .iter()
+            .flat_map(|(host, vs)| vs.iter().map(move |v| (host.clone(), v.clone())))
+            .collect()
+    }
+
+    /// The qualified env name of a workload, if it ever had a release.
+    pub fn workload_name(&self, key: &WorkloadKey) -> Option<String> {
+        self.releases.get(key).map(|r| r.name.clone())
     }
 
     /// Hosts, by name.

@@ -57,6 +57,9 @@ pub struct Shared {
     pub changed: watch::Sender<u64>,
     /// Every recorded event, for `vt events -f`.
     pub events: broadcast::Sender<Event>,
+    /// Messages waiting to be sent to a host's session (volume deletions).
+    pub host_commands:
+        Mutex<std::collections::BTreeMap<String, Vec<crate::wire::messages::ControllerMessage>>>,
     /// Connections of the hosts in session, by name (for exec).
     pub host_conns: Mutex<std::collections::BTreeMap<String, quinn::Connection>>,
     /// Every log line hosts ship, for `vt logs -f`.
@@ -162,6 +165,7 @@ pub async fn run(
         events: broadcast::channel(4096).0,
         logs: broadcast::channel(8192).0,
         host_conns: Mutex::new(std::collections::BTreeMap::new()),
+        host_commands: Mutex::new(std::collections::BTreeMap::new()),
         git_kick: Notify::new(),
         tick_kick: Notify::new(),
         settings: settings.clone(),

@@ -32,6 +32,8 @@ pub mod kind {
     pub const INSTANCE_PHASE: &str = "instance.phase";
     /// An instance's app ended and its host restarts it (with backoff).
     pub const INSTANCE_CRASHED: &str = "instance.crashed";
+    /// A volume was destroyed on request (`vt volumes destroy`).
+    pub const VOLUME_DESTROYED: &str = "volume.destroyed";
     /// A host reported an instance the controller does not know.
     pub const INSTANCE_UNKNOWN: &str = "instance.unknown";
     /// A host registered (or came back).

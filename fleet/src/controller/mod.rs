@@ -3,6 +3,7 @@
 //! around it watches git, serves hosts over QUIC and the HTTP API.
 
 pub mod api;
+pub mod attach;
 pub mod core;
 pub mod daemon;
 pub mod events;

@@ -121,10 +121,22 @@ async fn host_loop(
             .await?;
             last_sent = Some(assignments);
         }
+        let queued = std::mem::take(
+            shared
+                .host_commands
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(peer.name.clone())
+                .or_default(),
+        );
+        for command in queued {
+            frame::send(send, &command).await?;
+        }
         tokio::select! {
             message = messages.recv() => match message.unwrap_or(Ok(None))? {
-                Some(HostMessage::Report { instances }) => {
+                Some(HostMessage::Report { instances, volumes }) => {
                     let mut controller = shared.lock();
+                    controller.host_volumes(&peer.name, volumes);
                     let before = controller.instances_of_host(&peer.name);
                     controller.report(&peer.name, &instances, now());
                     let moved = controller.instances_of_host(&peer.name) != before;

@@ -271,6 +271,55 @@ pub fn hosts(c: &Controller) -> Vec<HostView> {
         .collect()
 }
 
+/// `GET /v1/volumes`: a volume, where it lives and what uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeView {
+    /// Stable ID.
+    pub id: String,
+    /// Qualified env name it belongs to (`acme/shop/web/prod`), or its IDs.
+    pub workload: String,
+    /// Volume name.
+    pub name: String,
+    /// Slot.
+    pub slot: Option<u32>,
+    /// Host that holds it.
+    pub host: String,
+    /// Whether that host is ready or lost.
+    pub host_status: Option<HostStatus>,
+    /// Size in bytes.
+    pub size: u64,
+    /// Bytes used on the host's disk.
+    pub used: u64,
+    /// Instance it is attached to.
+    pub attached: Option<String>,
+    /// Path on the host.
+    pub path: String,
+}
+
+/// Every volume (or those of the workloads matching `app`/`env`).
+pub fn volumes(c: &Controller, app: Option<&str>, env: Option<&str>) -> Vec<VolumeView> {
+    let hosts = c.hosts();
+    c.volumes()
+        .into_iter()
+        .map(|(host, v)| VolumeView {
+            workload: c.workload_name(&v.key).unwrap_or_else(|| v.key.to_string()),
+            host_status: hosts
+                .iter()
+                .find(|h| h.host.id == host)
+                .map(|h| h.host.status),
+            id: v.id,
+            name: v.name,
+            slot: v.slot,
+            host,
+            size: v.size,
+            used: v.used,
+            attached: v.attached,
+            path: v.path,
+        })
+        .filter(|v| app.is_none_or(|a| matches(&v.workload, a, env)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::matches;

@@ -149,13 +149,14 @@ async fn session(
         }
     });
     // Streams the controller opens carry exec requests.
-    let (exec_tx, mut execs) = tokio::sync::mpsc::channel::<(ExecCommand, quinn::SendStream)>(16);
+    let (exec_tx, mut execs) =
+        tokio::sync::mpsc::channel::<(ExecCommand, quinn::SendStream, quinn::RecvStream)>(16);
     let acceptor = tokio::spawn({
         let conn = conn.clone();
         async move {
             while let Ok((send, mut recv)) = conn.accept_bi().await {
                 if let Ok(Some(command)) = frame::recv::<ExecCommand>(&mut recv).await {
-                    if exec_tx.send((command, send)).await.is_err() {
+                    if exec_tx.send((command, send, recv)).await.is_err() {
                         return;
                     }
                 }
@@ -167,9 +168,14 @@ async fn session(
     let result = loop {
         let mut report_now = false;
         tokio::select! {
-            Some((command, mut send)) = execs.recv() => {
-                info!(instance = %command.instance, argv = ?command.argv, "exec");
-                match runtime.exec(command) {
+            Some((command, mut send, recv)) = execs.recv() => {
+                info!(instance = %command.instance, argv = ?command.argv, tty = command.tty, interactive = command.interactive, "exec");
+                let input = command.interactive.then(|| {
+                    let (tx, rx) = tokio::sync::mpsc::channel(64);
+                    tokio::spawn(forward_input(recv, tx));
+                    rx
+                });
+                match runtime.exec(command, input) {
                     Ok(mut events) => {
                         tokio::spawn(async move {
                             while let Some(event) = events.recv().await {
@@ -189,6 +195,13 @@ async fn session(
                 }
             }
             message = messages.recv() => match message.unwrap_or(Ok(None)) {
+                Ok(Some(ControllerMessage::DestroyVolume { id })) => {
+                    match runtime.destroy_volume(&id) {
+                        Ok(()) => info!(volume = %id, "volume destroyed"),
+                        Err(e) => warn!(volume = %id, error = %e, "cannot destroy volume"),
+                    }
+                    report_now = true;
+                }
                 Ok(Some(ControllerMessage::Assign { instances })) => {
                     runtime.apply(&instances, now());
                     report_now = true;
@@ -206,6 +219,7 @@ async fn session(
                 &mut send,
                 &HostMessage::Report {
                     instances: runtime.report(),
+                    volumes: runtime.volumes(),
                 },
             )
             .await
@@ -224,4 +238,20 @@ async fn session(
     reader.abort();
     acceptor.abort();
     result
+}
+
+/// Forwards an interactive exec's input frames from its stream to the
+/// session. The stream's end (the user or the controller went away) hangs the
+/// session up with SIGHUP; once the process has exited that goes nowhere.
+async fn forward_input(
+    mut recv: quinn::RecvStream,
+    tx: tokio::sync::mpsc::Sender<crate::wire::messages::ExecInput>,
+) {
+    use crate::wire::messages::ExecInput;
+    while let Ok(Some(input)) = frame::recv::<ExecInput>(&mut recv).await {
+        if tx.send(input).await.is_err() {
+            return;
+        }
+    }
+    let _ = tx.send(ExecInput::Signal { signal: 1 }).await;
 }

@@ -3,7 +3,9 @@
 //! know which it drives.
 
 use crate::plan::Millis;
-use crate::wire::messages::{Assignment, ExecCommand, ExecEvent, InstanceReport, LogLine};
+use crate::wire::messages::{
+    Assignment, ExecCommand, ExecEvent, InstanceReport, LogLine, VolumeReport,
+};
 
 /// Runs instances. Level-triggered: `apply` gets the whole assignment list.
 pub trait Runtime: Send {
@@ -17,16 +19,29 @@ pub trait Runtime: Send {
     /// Every instance, for the next report. Instances reported as stopped
     /// are forgotten afterwards.
     fn report(&mut self) -> Vec<InstanceReport>;
-    /// Runs a command in an instance; its output and exit come on the receiver.
+    /// Runs a command in an instance; its output and exit come on the
+    /// receiver. An interactive command's input comes on `input`.
     fn exec(
         &mut self,
         command: ExecCommand,
+        input: Option<tokio::sync::mpsc::Receiver<crate::wire::messages::ExecInput>>,
     ) -> Result<tokio::sync::mpsc::Receiver<ExecEvent>, String> {
+        drop(input);
         Err(format!(
             "the {} runtime cannot run commands in instances (instance {})",
             self.name(),
             command.instance
         ))
+    }
+
+    /// Every volume on the host.
+    fn volumes(&mut self) -> Vec<VolumeReport> {
+        Vec::new()
+    }
+
+    /// Deletes an unattached volume.
+    fn destroy_volume(&mut self, id: &str) -> Result<(), String> {
+        Err(format!("the {} runtime has no volume {id}", self.name()))
     }
 
     /// Starts stopping every instance (the agent is shutting down); `report`

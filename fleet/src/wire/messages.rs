@@ -49,6 +49,9 @@ pub enum HostMessage {
     Report {
         /// All instances on the host.
         instances: Vec<InstanceReport>,
+        /// All volumes on the host.
+        #[serde(default)]
+        volumes: Vec<VolumeReport>,
     },
     /// Log lines of the host's instances, in the order they were read.
     Logs {
@@ -115,6 +118,12 @@ pub enum ControllerMessage {
         /// Instances; any instance the host has that is not listed must stop.
         instances: Vec<Assignment>,
     },
+    /// Delete a volume (the controller checked it is not attached; the host
+    /// checks again). The next report shows it gone.
+    DestroyVolume {
+        /// Volume ID.
+        id: String,
+    },
     /// The edge's routing table changed.
     Routes {
         /// Every endpoint and its healthy backends.
@@ -153,16 +162,57 @@ pub struct Backend {
 }
 
 /// Controller → host, on a stream the controller opens: run a command in an
-/// instance. The host answers with [`ExecEvent`]s on the same stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// instance. The host answers with [`ExecEvent`]s on the same stream. An
+/// `interactive` command's input follows on the stream as [`ExecInput`]
+/// frames; the stream ending before the command exits hangs it up (SIGHUP).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecCommand {
     /// Instance ID.
     pub instance: String,
     /// Command and arguments.
     pub argv: Vec<String>,
-    /// Bytes for the command's stdin (closed after them).
+    /// Bytes for the command's stdin (closed after them; unused when `interactive`).
     #[serde(default)]
     pub stdin: Vec<u8>,
+    /// Run on a terminal (stdout and stderr merged) instead of pipes.
+    #[serde(default)]
+    pub tty: bool,
+    /// Terminal columns (`tty` only).
+    #[serde(default)]
+    pub cols: u16,
+    /// Terminal rows (`tty` only).
+    #[serde(default)]
+    pub rows: u16,
+    /// Input is streamed as [`ExecInput`] frames after this one.
+    #[serde(default)]
+    pub interactive: bool,
+}
+
+/// Controller → host, after an interactive [`ExecCommand`] on its stream:
+/// the session's input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExecInput {
+    /// Bytes for stdin (or the terminal).
+    Data {
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// End of input: stdin is closed (on a terminal, an end-of-file
+    /// character is typed).
+    Eof,
+    /// The terminal changed size.
+    Resize {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
+    /// Send a signal to the process (Linux numbering: 1 SIGHUP, 2 SIGINT, 15 SIGTERM).
+    Signal {
+        /// Signal number.
+        signal: i32,
+    },
 }
 
 /// Host → controller: what an exec produced.
@@ -188,4 +238,44 @@ pub enum ExecEvent {
         /// Why.
         message: String,
     },
+}
+
+/// A volume as its host reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeReport {
+    /// Stable ID (`vol_...`), from the workload, the volume name and the slot.
+    pub id: String,
+    /// Workload it belongs to.
+    pub key: WorkloadKey,
+    /// Volume name in the manifest.
+    pub name: String,
+    /// Volume slot.
+    pub slot: Option<u32>,
+    /// Size in bytes.
+    pub size: u64,
+    /// Bytes it occupies on the host's disk (sparse).
+    pub used: u64,
+    /// Instance it is attached to, if any.
+    pub attached: Option<String>,
+    /// Where it is on the host.
+    pub path: String,
+}
+
+/// The stable ID of a volume.
+pub fn volume_id(key: &WorkloadKey, name: &str, slot: Option<u32>) -> String {
+    use sha2::Digest;
+    let text = format!(
+        "{}/{}/{name}/{}",
+        key.app_id,
+        key.env_id,
+        slot.map_or(String::new(), |s| s.to_string())
+    );
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    format!(
+        "vol_{}",
+        digest[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }

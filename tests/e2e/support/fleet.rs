@@ -177,6 +177,11 @@ impl Controller {
         }
     }
 
+    /// The environment its CLI commands run in.
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
     /// Its base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.http)

@@ -3,6 +3,7 @@
 //! environment, bounded polling, and the fleet pieces in the submodules.
 
 pub mod api;
+pub mod attach;
 pub mod cluster;
 pub mod fleet;
 pub mod process;
@@ -129,6 +130,17 @@ impl Env {
             .env("GIT_COMMITTER_NAME", "t")
             .env("GIT_COMMITTER_EMAIL", "t@t");
         cmd
+    }
+
+    /// `PROGRAM` in `cwd` with the sandbox's environment, not started yet.
+    pub fn command(&self, program: &Path, cwd: &Path) -> Command {
+        self.base(program, cwd)
+    }
+
+    /// Starts a command whose stdin the test writes ([`Proc::stdin`]).
+    pub fn spawn_piped(&self, name: &str, mut cmd: Command) -> Proc {
+        cmd.stdin(std::process::Stdio::piped());
+        Proc::spawn_with_stdin(name, cmd, &self.logs)
     }
 
     /// `vt ARGS` in `cwd`, not started yet.

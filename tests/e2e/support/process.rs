@@ -24,12 +24,18 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd`, sending its output to files named after `name` in `logs`.
     pub fn spawn(name: &str, mut cmd: Command, logs: &Path) -> Proc {
+        cmd.stdin(Stdio::null());
+        Proc::spawn_with_stdin(name, cmd, logs)
+    }
+
+    /// Like [`Proc::spawn`], but with the stdin `cmd` was given (take a
+    /// pipe with [`Proc::stdin`]).
+    pub fn spawn_with_stdin(name: &str, mut cmd: Command, logs: &Path) -> Proc {
         std::fs::create_dir_all(logs).expect("create the log directory");
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let stdout = logs.join(format!("{n:03}-{name}.out"));
         let stderr = logs.join(format!("{n:03}-{name}.err"));
-        cmd.stdin(Stdio::null())
-            .stdout(File::create(&stdout).expect("create the stdout file"))
+        cmd.stdout(File::create(&stdout).expect("create the stdout file"))
             .stderr(File::create(&stderr).expect("create the stderr file"));
         let child = cmd
             .spawn()
@@ -51,6 +57,11 @@ impl Proc {
     /// What it printed on stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The pipe to its stdin, once, if it was spawned with a piped stdin.
+    pub fn stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
     }
 
     /// Its exit status, if it has exited.

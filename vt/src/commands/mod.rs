@@ -1,12 +1,14 @@
 //! One module per group of commands. Each command parses nothing and decides
 //! nothing itself: it calls the libraries and renders what they return.
 
+pub mod attach;
 pub mod create;
 pub mod fleet;
 pub mod init;
 pub mod observe;
 pub mod read;
 pub mod schema;
+pub mod volumes;
 
 use crate::cli::Global;
 use crate::error::{CliError, Exit};

@@ -432,27 +432,46 @@ pub fn logs(global: &Global, client: &Client, args: LogsArgs) -> Result<(), CliE
     Ok(())
 }
 
-/// `vt exec APP [--env] [--instance] -- CMD...`: runs a command in an instance,
-/// prints its output and exits with its exit code.
-pub fn exec(
-    client: &Client,
-    app: String,
-    env: Option<String>,
-    instance: Option<String>,
-    argv: Vec<String>,
-) -> Result<u8, CliError> {
+/// Options of `vt exec`.
+pub struct ExecArgs {
+    /// App.
+    pub app: String,
+    /// Env.
+    pub env: Option<String>,
+    /// Only this instance.
+    pub instance: Option<String>,
+    /// Stream stdin (`-i`).
+    pub interactive: bool,
+    /// On a terminal (`-t`).
+    pub tty: bool,
+    /// Command and arguments.
+    pub argv: Vec<String>,
+}
+
+/// `vt exec APP [--env] [--instance] [-i] [-t] -- CMD...`: runs a command in
+/// an instance, prints its output and exits with its exit code. With `-i`
+/// or `-t` the session is interactive (see [`super::attach`]).
+pub fn exec(client: &Client, args: ExecArgs) -> Result<u8, CliError> {
     use std::io::{IsTerminal, Read, Write};
+    if args.interactive || args.tty {
+        return super::attach::run(client, args);
+    }
     let mut stdin = Vec::new();
     if !std::io::stdin().is_terminal() {
         let _ = std::io::stdin().read_to_end(&mut stdin);
     }
-    let body = serde_json::json!({"app": app, "env": env, "instance": instance, "argv": argv, "stdin": stdin});
+    let body = serde_json::json!({"app": args.app, "env": args.env, "instance": args.instance, "argv": args.argv, "stdin": stdin});
     let result: vt_fleet::controller::api::ExecResult = client.post("/v1/exec", &body)?;
     let _ = std::io::stdout().write_all(&result.stdout);
     let _ = std::io::stderr().write_all(&result.stderr);
-    Ok(match (result.code, result.signal) {
+    Ok(exit_code(result.code, result.signal))
+}
+
+/// vt's exit code for a command's end: its code, or 128 + the signal that killed it.
+pub fn exit_code(code: Option<i32>, signal: Option<i32>) -> u8 {
+    match (code, signal) {
         (Some(code), _) => u8::try_from(code).unwrap_or(1),
         (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(1),
         _ => 1,
-    })
+    }
 }

@@ -3,9 +3,13 @@
 
 use crate::host::microvm::supervisor::{self, Context, ExecJob, Handle};
 use crate::host::Runtime;
+use crate::plan::WorkloadKey;
 use crate::plan::{Millis, Phase};
-use crate::wire::messages::{Assignment, Desire, ExecCommand, ExecEvent, InstanceReport, LogLine};
+use crate::wire::messages::{
+    volume_id, Assignment, Desire, ExecCommand, ExecEvent, InstanceReport, LogLine, VolumeReport,
+};
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 /// Instances as qemu microVMs.
@@ -101,6 +105,81 @@ impl Runtime for MicrovmRuntime {
         }
     }
 
+    fn volumes(&mut self) -> Vec<VolumeReport> {
+        let attached: BTreeMap<std::path::PathBuf, String> = self
+            .instances
+            .iter()
+            .flat_map(|(id, h)| {
+                let s = h.status.lock().unwrap_or_else(|p| p.into_inner());
+                let live = s.phase != Phase::Stopped;
+                s.volumes
+                    .iter()
+                    .filter(|_| live)
+                    .map(|v| (v.clone(), id.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let root = self.ctx.dir.join("volumes");
+        let mut out = Vec::new();
+        for dir in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let dir_name = dir.file_name().to_string_lossy().to_string();
+            let Some((app_id, env_id)) = dir_name.split_once('-') else {
+                continue;
+            };
+            let key = WorkloadKey {
+                app_id: app_id.into(),
+                env_id: env_id.into(),
+            };
+            for file in std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let path = file.path();
+                let Some(stem) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".ext4"))
+                else {
+                    continue;
+                };
+                let (name, slot) = match stem
+                    .rsplit_once('-')
+                    .and_then(|(n, s)| s.parse().ok().map(|s| (n, s)))
+                {
+                    Some((name, slot)) => (name.to_string(), Some(slot)),
+                    None => (stem.to_string(), None),
+                };
+                let Ok(meta) = file.metadata() else { continue };
+                out.push(VolumeReport {
+                    id: volume_id(&key, &name, slot),
+                    key: key.clone(),
+                    name,
+                    slot,
+                    size: meta.len(),
+                    used: meta.blocks() * 512,
+                    attached: attached.get(&path).cloned(),
+                    path: path.display().to_string(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    fn destroy_volume(&mut self, id: &str) -> Result<(), String> {
+        let volume = self
+            .volumes()
+            .into_iter()
+            .find(|v| v.id == id)
+            .ok_or_else(|| format!("no volume {id} on this host"))?;
+        if let Some(instance) = volume.attached {
+            return Err(format!("volume {id} is attached to {instance}"));
+        }
+        std::fs::remove_file(&volume.path)
+            .map_err(|e| format!("cannot delete {}: {e}", volume.path))
+    }
+
     fn shutdown(&mut self) {
         for h in self.instances.values() {
             h.stop();
@@ -142,13 +221,18 @@ impl Runtime for MicrovmRuntime {
     fn exec(
         &mut self,
         command: ExecCommand,
+        input: Option<tokio::sync::mpsc::Receiver<crate::wire::messages::ExecInput>>,
     ) -> Result<tokio::sync::mpsc::Receiver<ExecEvent>, String> {
         let handle = self
             .instances
             .get(&command.instance)
             .ok_or_else(|| format!("instance {} does not run on this host", command.instance))?;
         let (events, rx) = tokio::sync::mpsc::channel(64);
-        handle.exec(ExecJob { command, events })?;
+        handle.exec(ExecJob {
+            command,
+            events,
+            input,
+        })?;
         Ok(rx)
     }
 

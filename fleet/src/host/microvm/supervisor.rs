@@ -62,6 +62,8 @@ pub struct Status {
     pub address: Option<Ipv6Addr>,
     /// Times the VM was restarted after the app ended.
     pub restarts: u32,
+    /// Volume images attached to the VM.
+    pub volumes: Vec<PathBuf>,
 }
 
 /// A command to run in the instance, and where its events go.
@@ -71,6 +73,22 @@ pub struct ExecJob {
     pub command: ExecCommand,
     /// Where output and exit go.
     pub events: mpsc::Sender<ExecEvent>,
+    /// An interactive command's input (its `stdin` field is then unused).
+    pub input: Option<mpsc::Receiver<crate::wire::messages::ExecInput>>,
+}
+
+/// The guest frame for one piece of an exec session's input.
+fn input_frame(id: u64, input: crate::wire::messages::ExecInput) -> HostToGuest {
+    use crate::wire::messages::ExecInput;
+    match input {
+        ExecInput::Data { data } => HostToGuest::ExecInput {
+            id,
+            data_b64: data.into(),
+        },
+        ExecInput::Eof => HostToGuest::ExecEof { id },
+        ExecInput::Resize { cols, rows } => HostToGuest::ExecResize { id, cols, rows },
+        ExecInput::Signal { signal } => HostToGuest::ExecSignal { id, signal },
+    }
 }
 
 /// A running supervisor.
@@ -108,6 +126,7 @@ pub fn spawn(ctx: Arc<Context>, assignment: Assignment) -> Handle {
         logs: Vec::new(),
         address: None,
         restarts: 0,
+        volumes: Vec::new(),
     }));
     let (stop, stop_rx) = watch::channel(false);
     let (jobs, jobs_rx) = mpsc::unbounded_channel();
@@ -158,7 +177,11 @@ async fn supervise(
             return;
         }
     };
-    status.lock().unwrap_or_else(|p| p.into_inner()).address = Some(prepared.addressing.guest);
+    {
+        let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+        s.address = Some(prepared.addressing.guest);
+        s.volumes = prepared.volumes.clone();
+    }
     let mut restarts = 0u32;
     loop {
         match run_vm(&ctx, &a, &prepared, &status, &mut stop, &mut jobs).await {
@@ -467,18 +490,27 @@ async fn run_vm(
     let mut ticker = tokio::time::interval(interval.min(Duration::from_secs(1)));
     let mut settled = false;
     let mut started = false;
-    let mut sessions: BTreeMap<u64, mpsc::Sender<ExecEvent>> = BTreeMap::new();
+    // Live exec sessions: where their events go, and whether they are interactive.
+    let mut sessions: BTreeMap<u64, (mpsc::Sender<ExecEvent>, bool)> = BTreeMap::new();
+    // The input of interactive sessions, by session ID.
+    let mut inputs = tokio_stream::StreamMap::new();
     let mut next_session = 0u64;
     loop {
         tokio::select! {
             Some(job) = jobs.recv(), if started => {
                 next_session += 1;
                 let id = next_session;
-                let mut frames = vec![HostToGuest::Exec(guest::ExecRequest { id, argv: job.command.argv, ..guest::ExecRequest::default() })];
-                if !job.command.stdin.is_empty() {
-                    frames.push(HostToGuest::ExecInput { id, data_b64: job.command.stdin.into() });
+                let c = job.command;
+                let mut frames = vec![HostToGuest::Exec(guest::ExecRequest { id, argv: c.argv, tty: c.tty, cols: c.cols, rows: c.rows, env: Vec::new() })];
+                let interactive = job.input.is_some();
+                if let Some(input) = job.input {
+                    inputs.insert(id, tokio_stream::wrappers::ReceiverStream::new(input));
+                } else {
+                    if !c.stdin.is_empty() {
+                        frames.push(HostToGuest::ExecInput { id, data_b64: c.stdin.into() });
+                    }
+                    frames.push(HostToGuest::ExecEof { id });
                 }
-                frames.push(HostToGuest::ExecEof { id });
                 for frame in frames {
                     if let Ok(bytes) = guest::encode(&frame) {
                         if write.write_all(&bytes).await.is_err() {
@@ -486,7 +518,14 @@ async fn run_vm(
                         }
                     }
                 }
-                sessions.insert(id, job.events);
+                sessions.insert(id, (job.events, interactive));
+            }
+            Some((id, input)) = tokio_stream::StreamExt::next(&mut inputs), if !inputs.is_empty() => {
+                if let Ok(bytes) = guest::encode(&input_frame(id, input)) {
+                    if write.write_all(&bytes).await.is_err() {
+                        warn!(session = id, "cannot write exec input: the guest channel is closed");
+                    }
+                }
             }
             line = lines.next_line() => {
                 let line = match line {
@@ -522,19 +561,33 @@ async fn run_vm(
                         return Err(why);
                     }
                     Ok(GuestToHost::ExecOutput { id, stream, data_b64 }) => {
-                        if let Some(tx) = sessions.get(&id) {
+                        if let Some((tx, _)) = sessions.get(&id) {
                             let stream = match stream { guest::Stream::Stdout => "stdout", guest::Stream::Stderr => "stderr" };
                             let _ = tx.send(ExecEvent::Output { stream: stream.into(), data: data_b64.0 }).await;
                         }
                     }
                     Ok(GuestToHost::ExecExited { id, code, signal }) => {
-                        if let Some(tx) = sessions.remove(&id) {
+                        inputs.remove(&id);
+                        if let Some((tx, _)) = sessions.remove(&id) {
                             let _ = tx.send(ExecEvent::Exited { code, signal }).await;
                         }
                     }
                     Ok(GuestToHost::Error { message, id: Some(id) }) => {
-                        if let Some(tx) = sessions.remove(&id) {
-                            let _ = tx.send(ExecEvent::Error { message }).await;
+                        match sessions.get(&id) {
+                            // An interactive session goes on until its process exits
+                            // (a failed start is followed by `ExecExited`): the
+                            // message goes to its stderr.
+                            Some((tx, true)) => {
+                                let data = format!("vt: {message}\r\n").into_bytes();
+                                let _ = tx.send(ExecEvent::Output { stream: "stderr".into(), data }).await;
+                            }
+                            Some((_, false)) => {
+                                inputs.remove(&id);
+                                if let Some((tx, _)) = sessions.remove(&id) {
+                                    let _ = tx.send(ExecEvent::Error { message }).await;
+                                }
+                            }
+                            None => {}
                         }
                     }
                     Ok(GuestToHost::Error { message, .. }) => {

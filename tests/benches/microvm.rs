@@ -1,0 +1,885 @@
+//! Host benchmarks of the microVM runtime, on real processes: a loopback
+//! `docker-registry` holding a busybox httpd image, `vt fleet run`, and
+//! `vt host run --runtime microvm --accel tcg` (KVM cannot boot a guest on the
+//! nested machine these figures come from; `auto` would only add a failing
+//! 10 s KVM probe to every host start). Release builds of everything.
+//!
+//! 1. **Assignment → healthy** of one instance (128Mi, TCP health check),
+//!    split by the host agent's own log (`VT_LOG=info`, timestamped lines):
+//!    "pulling" (the supervisor starts: the assignment has arrived) →
+//!    "building the root filesystem" → "booting" (qemu starts) → "app started"
+//!    (its `boot_ms`) → `Healthy`. Cold: a fresh host, empty image cache.
+//!    Warm: the same host, a new release (new instance, cached image and
+//!    rootfs). [`ROUNDS`] of each.
+//! 2. **Bare boot**: the same kernel and initramfs under a plain
+//!    `qemu-system-x86_64 -M microvm` (the runtime's own [`LaunchSpec::args`]),
+//!    a 1 MiB empty rootfs and no network, until vt-init prints
+//!    `vt-init: channel` on the serial console file. [`BARE_BOOTS`] times.
+//! 3. **Memory**: VmRSS of the `vt host run` process with 0 to 3 instances
+//!    running (scaled by commits), and of each qemu process.
+//! 4. **Throughput**: from 0 to [`BURST`] instances in one commit, until all
+//!    are healthy; [`BURST_ROUNDS`] times.
+//!
+//! Every process started here is killed when its guard drops (the host agent
+//! first gets SIGTERM so it stops its VMs and removes their TAP devices; any
+//! qemu or TAP left after that is removed by pid file and name).
+//!
+//! Needs `just setup` and `just guest`, and `target/release/vt`
+//! (`just bench` builds it). `cargo bench -p vt-tests --bench microvm`
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use vt_fleet::host::image::testing::{build_image, push, require, Registry};
+use vt_fleet::host::image::ImageConfig;
+use vt_fleet::host::microvm::artifacts::{self, guest_dir, GuestArtifacts};
+use vt_fleet::host::microvm::launch::{host_tsc_khz, Accel, LaunchSpec};
+use vt_fleet::host::microvm::network::tap_name;
+
+/// Cold starts (each on a fresh controller and host), each followed by a warm one.
+const ROUNDS: usize = 3;
+/// Bare qemu boots.
+const BARE_BOOTS: usize = 5;
+/// Instances started at once for the throughput figure.
+const BURST: usize = 4;
+/// Times the burst is measured.
+const BURST_ROUNDS: usize = 2;
+/// Memory of each instance.
+const MEMORY: &str = "128Mi";
+/// The same, for the bare boots.
+const MEMORY_MIB: u64 = 128;
+/// Anything slower than this fails the benchmark.
+const GIVE_UP: Duration = Duration::from_secs(150);
+/// The org: its own IPv6 /48, apart from the tests' `acme`.
+const ORG: &str = "vtbench";
+const ENV_FILE: &str = "orgs/vtbench/shop/web/envs/prod.yaml";
+const APP_FILE: &str = "orgs/vtbench/shop/web/app.yaml";
+
+// ---------------------------------------------------------------------------
+// Processes
+
+/// A child process with its output in files; on drop it gets SIGTERM, up to
+/// `grace` to exit, then SIGKILL, and is reaped.
+struct Proc {
+    name: String,
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    grace: Duration,
+    exited: bool,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut cmd: Command, logs: &Path, grace: Duration) -> Proc {
+        std::fs::create_dir_all(logs).expect("create the log directory");
+        let stdout = logs.join(format!("{name}.out"));
+        let stderr = logs.join(format!("{name}.err"));
+        cmd.stdin(Stdio::null())
+            .stdout(File::create(&stdout).expect("create the stdout file"))
+            .stderr(File::create(&stderr).expect("create the stderr file"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Proc {
+            name: name.into(),
+            child,
+            stdout,
+            stderr,
+            grace,
+            exited: false,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn running(&mut self) -> bool {
+        if !self.exited {
+            self.exited = self.child.try_wait().ok().flatten().is_some();
+        }
+        !self.exited
+    }
+
+    /// Panics, with the end of its stderr, if it has exited.
+    fn check_alive(&mut self) {
+        if !self.running() {
+            panic!(
+                "{} exited early:\n{}",
+                self.name,
+                last_lines(&self.stderr(), 30)
+            );
+        }
+    }
+
+    fn stop(&mut self) {
+        if !self.running() {
+            return;
+        }
+        if !self.grace.is_zero() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < self.grace && self.running() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if self.running() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        self.exited = true;
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The release `vt` next to this benchmark (`target/release/deps/microvm-*`).
+fn vt_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the benchmark's path");
+    let vt = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("vt"))
+        .expect("a target directory");
+    assert!(
+        vt.is_file(),
+        "{} is not built: run `cargo build --release -p vt` (`just bench` does)",
+        vt.display()
+    );
+    vt
+}
+
+/// The environment of every process: nothing of the developer's but PATH.
+struct Env {
+    home: PathBuf,
+    logs: PathBuf,
+    guest: PathBuf,
+}
+
+impl Env {
+    fn command(&self, program: &Path, cwd: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(cwd)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("NO_COLOR", "1")
+            .env("VT_GUEST_DIR", &self.guest)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "bench")
+            .env("GIT_AUTHOR_EMAIL", "bench@example.com")
+            .env("GIT_COMMITTER_NAME", "bench")
+            .env("GIT_COMMITTER_EMAIL", "bench@example.com");
+        cmd
+    }
+
+    fn run(&self, mut cmd: Command) -> String {
+        let out = cmd.output().expect("the command runs");
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn vt(&self, cwd: &Path, args: &[&str]) -> String {
+        let mut cmd = self.command(&vt_bin(), cwd);
+        cmd.args(args);
+        self.run(cmd)
+    }
+
+    fn commit(&self, repo: &Path, message: &str) -> SystemTime {
+        let mut add = self.command(Path::new("git"), repo);
+        add.args(["add", "-A"]);
+        self.run(add);
+        let mut commit = self.command(Path::new("git"), repo);
+        commit.args(["-c", "commit.gpgsign=false", "commit", "-q", "-m", message]);
+        let at = SystemTime::now();
+        self.run(commit);
+        at
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The host agent's log
+
+/// Unix time in ms of an RFC 3339 UTC timestamp (`2025-11-26T10:33:01.123456Z`).
+fn parse_time(stamp: &str) -> Option<f64> {
+    let (date, time) = stamp.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min) = (
+        t.next()?.parse::<f64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+    );
+    let s = t.next()?.parse::<f64>().ok()?;
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days as f64 * 86_400.0) + h * 3600.0 + min * 60.0 + s) * 1000.0)
+}
+
+fn unix_ms(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// One instance's milestones in the host log (Unix ms).
+#[derive(Debug, Default, Clone)]
+struct Milestones {
+    pulling: Option<f64>,
+    rootfs: Option<f64>,
+    booting: Option<f64>,
+    started: Option<f64>,
+    boot_ms: Option<f64>,
+    healthy: Option<f64>,
+    stopped: Option<f64>,
+    failed: Option<String>,
+}
+
+/// The value of `key=` in a log line, up to the next space or `}`.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(key)? + key.len();
+    let rest = &line[at..];
+    Some(&rest[..rest.find([' ', '}']).unwrap_or(rest.len())])
+}
+
+/// Milestones of every instance in a host agent's stderr.
+fn milestones(log: &str) -> BTreeMap<String, Milestones> {
+    let mut out: BTreeMap<String, Milestones> = BTreeMap::new();
+    for line in log.lines() {
+        let Some(id) = field(line, "instance{instance=") else {
+            continue;
+        };
+        let Some(at) = line.split_whitespace().next().and_then(parse_time) else {
+            continue;
+        };
+        let m = out.entry(id.to_string()).or_default();
+        if line.contains("detail=pulling") {
+            m.pulling.get_or_insert(at);
+        } else if line.contains("detail=building the root filesystem") {
+            m.rootfs.get_or_insert(at);
+        } else if line.contains("detail=booting") {
+            m.booting.get_or_insert(at);
+        } else if line.contains("app started") {
+            m.started.get_or_insert(at);
+            m.boot_ms = field(line, "boot_ms=").and_then(|v| v.parse().ok());
+        } else if line.contains("phase=Healthy") {
+            m.healthy.get_or_insert(at);
+        } else if line.contains("phase=Stopped") {
+            m.stopped.get_or_insert(at);
+        } else if line.contains("phase=Failed") || line.contains("restarting") {
+            m.failed = Some(line.to_string());
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// A fleet: repository, controller, one microVM host
+
+struct Stack {
+    host: Proc,
+    host_dir: PathBuf,
+    host_name: String,
+    controller: Proc,
+    repo: PathBuf,
+    env_head: String,
+    env: Env,
+    /// Removed last, once every process is gone.
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// A repository whose app (`image`, 128Mi, TCP health check on 8080) has
+    /// one env with 0 instances, a controller on it and a host, registered.
+    fn start(image: &str, host_name: &str) -> Stack {
+        let dir = tempfile::Builder::new()
+            .prefix("vt-bench-")
+            .tempdir()
+            .expect("a temporary directory");
+        let root = dir.path().to_path_buf();
+        let env = Env {
+            home: root.join("home"),
+            logs: root.join("logs"),
+            guest: guest_dir(),
+        };
+        std::fs::create_dir_all(env.home.join(".config")).expect("HOME");
+        let repo = root.join("repo");
+        env.vt(&root, &["init", "repo"]);
+        env.vt(&repo, &["org", "create", ORG]);
+        env.vt(&repo, &["project", "create", "shop"]);
+        env.vt(
+            &repo,
+            &["app", "create", "web", "--image", image, "--port", "8080"],
+        );
+        let app = repo.join(APP_FILE);
+        let mut text = std::fs::read_to_string(&app).expect("read the app file");
+        text.push_str(&format!("resources:\n  memory: {MEMORY}\n"));
+        std::fs::write(&app, text).expect("write the app file");
+        env.vt(
+            &repo,
+            &["env", "create", "prod", "--app", "web", "--instances", "0"],
+        );
+        let env_text = std::fs::read_to_string(repo.join(ENV_FILE)).expect("read the env file");
+        let env_head = env_text
+            .lines()
+            .find(|l| l.starts_with("id:"))
+            .expect("the env file has an id")
+            .to_string();
+        env.commit(&repo, "web, no instances yet");
+
+        let fleet = root.join("fleet").display().to_string();
+        let repo_arg = repo.display().to_string();
+        env.vt(
+            &root,
+            &[
+                "fleet",
+                "init",
+                &repo_arg,
+                "--state-dir",
+                &fleet,
+                "--quic",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "-o",
+                "json",
+            ],
+        );
+        let mut cmd = env.command(&vt_bin(), &root);
+        cmd.args(["fleet", "run", "--state-dir", &fleet]);
+        let mut controller = Proc::spawn("controller", cmd, &env.logs, Duration::from_secs(5));
+        let quic = wait("the controller listens", Duration::from_secs(20), || {
+            controller.check_alive();
+            let out = controller.stdout();
+            let line = out.lines().find(|l| l.starts_with("vt controller: "))?;
+            Some(line.split("quic ").nth(1)?.split(',').next()?.to_string())
+        });
+        let token: serde_json::Value = serde_json::from_str(&env.vt(
+            &root,
+            &[
+                "fleet",
+                "token",
+                "create",
+                "--role",
+                "host",
+                "--ttl",
+                "10m",
+                "--state-dir",
+                &fleet,
+                "-o",
+                "json",
+            ],
+        ))
+        .expect("the token as JSON");
+        let token = token["token"].as_str().expect("a token").to_string();
+
+        let host_dir = root.join("host");
+        let mut cmd = env.command(&vt_bin(), &root);
+        cmd.args([
+            "host",
+            "run",
+            "--controller",
+            &quic,
+            "--token",
+            &token,
+            "--name",
+            host_name,
+            "--state-dir",
+            &host_dir.display().to_string(),
+            "--cpu",
+            "2",
+            "--memory",
+            "2Gi",
+            "--runtime",
+            "microvm",
+            "--accel",
+            "tcg",
+        ])
+        .env("VT_LOG", "info");
+        // SIGTERM: the agent stops its VMs (up to 20 s) and removes their TAPs.
+        let mut host = Proc::spawn("host", cmd, &env.logs, Duration::from_secs(30));
+        wait("the host registers", Duration::from_secs(30), || {
+            host.check_alive();
+            host.stderr()
+                .contains("registered with the controller")
+                .then_some(())
+        });
+        Stack {
+            host,
+            host_dir,
+            host_name: host_name.into(),
+            controller,
+            repo,
+            env_head,
+            env,
+            dir,
+        }
+    }
+
+    /// Commits `instances: n` (and `extra` env file lines); returns when `git commit` started.
+    fn commit(&self, n: usize, extra: &str) -> SystemTime {
+        let text = format!("{}\ninstances: {n}\n{extra}", self.env_head);
+        std::fs::write(self.repo.join(ENV_FILE), text).expect("write the env file");
+        self.env.commit(&self.repo, &format!("{n} instances"))
+    }
+
+    fn milestones(&self) -> BTreeMap<String, Milestones> {
+        milestones(&self.host.stderr())
+    }
+
+    /// Waits until `n` instances not in `known` are healthy; returns them.
+    fn wait_healthy(&mut self, known: &BTreeSet<String>, n: usize) -> Vec<(String, Milestones)> {
+        wait(&format!("{n} new instances are healthy"), GIVE_UP, || {
+            self.host.check_alive();
+            let all = self.milestones();
+            for (id, m) in &all {
+                if let Some(line) = &m.failed {
+                    panic!(
+                        "instance {id} failed: {line}\n{}",
+                        last_lines(&self.host.stderr(), 30)
+                    );
+                }
+            }
+            let new: Vec<_> = all
+                .into_iter()
+                .filter(|(id, m)| !known.contains(id) && m.healthy.is_some())
+                .collect();
+            (new.len() >= n).then_some(new)
+        })
+    }
+
+    /// Waits until every instance the host has run has stopped.
+    fn wait_all_stopped(&mut self) {
+        wait("every instance stopped", GIVE_UP, || {
+            self.host.check_alive();
+            self.milestones()
+                .values()
+                .all(|m| m.stopped.is_some())
+                .then_some(())
+        });
+    }
+
+    /// The pids of the VMs running now (`instances/*/qemu.pid`).
+    fn qemu_pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        let dirs = std::fs::read_dir(self.host_dir.join("instances")).into_iter();
+        for entry in dirs.flatten().flatten() {
+            let pid = std::fs::read_to_string(entry.path().join("qemu.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+            let Some(pid) = pid else { continue };
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).into_owned())
+                .is_ok_and(|c| {
+                    c.contains("qemu-system") && c.contains(&*self.host_dir.to_string_lossy())
+                });
+            if ours {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.host.stop();
+        // Whatever the agent could not clean up (it was killed, or timed out).
+        for pid in self.qemu_pids() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let dirs = std::fs::read_dir(self.host_dir.join("instances")).into_iter();
+        for entry in dirs.flatten().flatten() {
+            let tap = tap_name(&self.host_name, &entry.file_name().to_string_lossy());
+            if Path::new("/sys/class/net").join(&tap).exists() {
+                let _ = Command::new("ip").args(["link", "del", &tap]).status();
+            }
+        }
+        self.controller.stop();
+        if std::env::var_os("VT_BENCH_KEEP").is_some() {
+            eprintln!("kept {}", self.dir.path().display());
+            self.dir.disable_cleanup(true);
+        }
+    }
+}
+
+/// Calls `check` every 20 ms until it returns `Some`; panics after `timeout`.
+fn wait<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Figures
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// One start, in ms.
+#[derive(Debug, Clone, Copy)]
+struct Start {
+    commit_to_assigned: f64,
+    pull: f64,
+    rootfs: f64,
+    boot: f64,
+    health: f64,
+    total: f64,
+    commit_to_healthy: f64,
+}
+
+fn start_of(m: &Milestones, commit: SystemTime) -> Start {
+    let get = |v: Option<f64>, what: &str| v.unwrap_or_else(|| panic!("no `{what}` in {m:?}"));
+    let pulling = get(m.pulling, "pulling");
+    let rootfs = get(m.rootfs, "building the root filesystem");
+    let booting = get(m.booting, "booting");
+    let started = get(m.started, "app started");
+    let healthy = get(m.healthy, "Healthy");
+    Start {
+        commit_to_assigned: pulling - unix_ms(commit),
+        pull: rootfs - pulling,
+        rootfs: booting - rootfs,
+        boot: m.boot_ms.unwrap_or(started - booting),
+        health: healthy - started,
+        total: healthy - pulling,
+        commit_to_healthy: healthy - unix_ms(commit),
+    }
+}
+
+fn start_row(name: &str, starts: &[Start]) -> String {
+    let col = |f: fn(&Start) -> f64| {
+        let v: Vec<f64> = starts.iter().map(f).collect();
+        format!("{:.0} / {:.0}", median(&v), min(&v))
+    };
+    format!(
+        "| {name} (n={}) | {} | {} | {} | {} | {} | **{}** | {} |",
+        starts.len(),
+        col(|s| s.commit_to_assigned),
+        col(|s| s.pull),
+        col(|s| s.rootfs),
+        col(|s| s.boot),
+        col(|s| s.health),
+        col(|s| s.total),
+        col(|s| s.commit_to_healthy),
+    )
+}
+
+fn rss_kib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn mib(kib: f64) -> f64 {
+    kib / 1024.0
+}
+
+// ---------------------------------------------------------------------------
+// The scenarios
+
+/// Cold and warm starts, one cold and one warm per fresh stack.
+fn starts(image: &str) -> (Vec<Start>, Vec<Start>) {
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let mut stack = Stack::start(image, &format!("vtbench-s{round}"));
+        let commit = stack.commit(1, "");
+        let first = stack.wait_healthy(&BTreeSet::new(), 1);
+        cold.push(start_of(&first[0].1, commit));
+        let known: BTreeSet<String> = first.iter().map(|(id, _)| id.clone()).collect();
+        // A new release: a new instance, the image and rootfs cached.
+        let commit = stack.commit(1, &format!("env:\n  ROUND: '{round}'\n"));
+        let second = stack.wait_healthy(&known, 1);
+        warm.push(start_of(&second[0].1, commit));
+        stack.wait_all_but_one_stopped();
+        eprintln!(
+            "round {round}: cold {:.0} ms, warm {:.0} ms (assignment → healthy)",
+            cold[round].total, warm[round].total
+        );
+    }
+    (cold, warm)
+}
+
+impl Stack {
+    /// Waits until at most one instance has not stopped (after a replacement).
+    fn wait_all_but_one_stopped(&mut self) {
+        wait("the replaced instance stopped", GIVE_UP, || {
+            self.host.check_alive();
+            let running = self
+                .milestones()
+                .values()
+                .filter(|m| m.stopped.is_none())
+                .count();
+            (running <= 1).then_some(())
+        });
+    }
+}
+
+/// Bare qemu boots to `vt-init: channel`, in ms.
+fn bare_boots(guest: &GuestArtifacts) -> Vec<f64> {
+    let qemu = artifacts::qemu().expect("qemu-system-x86_64 (just setup)");
+    let scratch = tempfile::Builder::new()
+        .prefix("vt-bench-bare-")
+        .tempdir()
+        .expect("a temporary directory");
+    let rootfs = scratch.path().join("empty.img");
+    File::create(&rootfs)
+        .and_then(|f| f.set_len(1 << 20))
+        .expect("an empty rootfs");
+    let mut times = Vec::new();
+    for i in 0..BARE_BOOTS {
+        let console = scratch.path().join(format!("console-{i}.log"));
+        let spec = LaunchSpec {
+            qemu: qemu.clone(),
+            kernel: guest.kernel.clone(),
+            initramfs: guest.initramfs.clone(),
+            accel: Accel::Tcg,
+            vcpus: 1,
+            memory_mib: MEMORY_MIB,
+            rootfs: rootfs.clone(),
+            volumes: Vec::new(),
+            tap: None,
+            mac: "52:54:00:00:00:98".into(),
+            channel: scratch.path().join(format!("channel-{i}.sock")),
+            console: console.clone(),
+            tsc_khz: host_tsc_khz(),
+        };
+        let mut cmd = Command::new(&qemu);
+        cmd.args(spec.args());
+        let start = Instant::now();
+        let mut vm = Proc::spawn(
+            &format!("qemu-{i}"),
+            cmd,
+            &scratch.path().join("logs"),
+            Duration::ZERO,
+        );
+        let took = wait("vt-init opens its channel", GIVE_UP, || {
+            vm.check_alive();
+            std::fs::read_to_string(&console)
+                .is_ok_and(|c| c.contains("vt-init: channel"))
+                .then(|| start.elapsed())
+        });
+        drop(vm);
+        times.push(took.as_secs_f64() * 1000.0);
+    }
+    times
+}
+
+/// Agent and qemu RSS (KiB) with 0..=3 instances, then the bursts (ms to all healthy).
+struct Scale {
+    agent: Vec<f64>,
+    qemu: Vec<Vec<f64>>,
+    bursts: Vec<f64>,
+    burst_each: Vec<f64>,
+    agent_after_burst: f64,
+}
+
+fn scale(image: &str) -> Scale {
+    let mut stack = Stack::start(image, "vtbench-m");
+    let settle = || std::thread::sleep(Duration::from_secs(2));
+    settle();
+    let mut agent = vec![rss_kib(stack.host.pid())];
+    let mut qemu = vec![Vec::new()];
+    let mut known = BTreeSet::new();
+    for n in 1..=3 {
+        stack.commit(n, "");
+        let healthy = stack.wait_healthy(&known, 1);
+        known.extend(healthy.into_iter().map(|(id, _)| id));
+        settle();
+        agent.push(rss_kib(stack.host.pid()));
+        qemu.push(stack.qemu_pids().into_iter().map(rss_kib).collect());
+        eprintln!(
+            "{n} instances: agent {:.1} MiB",
+            mib(agent[agent.len() - 1])
+        );
+    }
+    let mut bursts = Vec::new();
+    let mut burst_each = Vec::new();
+    for _ in 0..BURST_ROUNDS {
+        stack.commit(0, "");
+        stack.wait_all_stopped();
+        let known: BTreeSet<String> = stack.milestones().into_keys().collect();
+        let commit = stack.commit(BURST, "");
+        let healthy = stack.wait_healthy(&known, BURST);
+        let starts: Vec<Start> = healthy.iter().map(|(_, m)| start_of(m, commit)).collect();
+        let last = starts
+            .iter()
+            .map(|s| s.commit_to_healthy)
+            .fold(0.0, f64::max);
+        burst_each.extend(starts.iter().map(|s| s.total));
+        eprintln!("{BURST} instances healthy {last:.0} ms after the commit");
+        bursts.push(last);
+    }
+    settle();
+    let agent_after_burst = rss_kib(stack.host.pid());
+    Scale {
+        agent,
+        qemu,
+        bursts,
+        burst_each,
+        agent_after_burst,
+    }
+}
+
+fn main() {
+    require(&[
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("docker-registry", "docker-registry"),
+        ("mkfs.ext4", "e2fsprogs"),
+    ])
+    .expect("run `just setup`");
+    let guest = GuestArtifacts::find(&guest_dir()).unwrap_or_else(|e| panic!("{e}"));
+    let began = Instant::now();
+
+    // The image: busybox's httpd, in a loopback registry.
+    let registry = Registry::start().expect("start docker-registry");
+    let scratch = tempfile::Builder::new()
+        .prefix("vt-bench-image-")
+        .tempdir()
+        .expect("a temporary directory");
+    let root = scratch.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir bin");
+    std::fs::create_dir_all(root.join("www")).expect("mkdir www");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static (just setup)");
+    std::fs::write(root.join("www/index.html"), "hello\n").expect("index.html");
+    let config = ImageConfig {
+        entrypoint: Some(vec![
+            "/bin/busybox".into(),
+            "httpd".into(),
+            "-f".into(),
+            "-p".into(),
+            "[::]:8080".into(),
+            "-h".into(),
+            "/www".into(),
+        ]),
+        ..ImageConfig::default()
+    };
+    let layout = scratch.path().join("layout");
+    let built = build_image(&layout, "1", &[&root], &config).expect("build the image");
+    let layer_bytes: u64 = built.manifest.layers.iter().map(|l| l.size).sum();
+    let image = registry.reference("web:1");
+    tokio::runtime::Runtime::new()
+        .expect("tokio")
+        .block_on(push(&layout, "1", &image))
+        .expect("push the image");
+
+    let (cold, warm) = starts(&image);
+    let bare = bare_boots(&guest);
+    let scale = scale(&image);
+
+    let boots: Vec<f64> = cold.iter().chain(&warm).map(|s| s.boot).collect();
+    println!();
+    println!(
+        "microVM runtime, TCG, {} instances of {MEMORY}, image {:.1} MiB compressed (busybox httpd); {:.0} s in all",
+        ROUNDS,
+        layer_bytes as f64 / (1 << 20) as f64,
+        began.elapsed().as_secs_f64()
+    );
+    println!();
+    println!("ms, median / min | commit → assigned | pull | rootfs + TAP | boot (qemu → app started) | first health pass | **assignment → healthy** | commit → healthy |");
+    println!("|---|---|---|---|---|---|---|---|");
+    println!("{}", start_row("cold (empty image cache)", &cold));
+    println!("{}", start_row("warm (cached image, new instance)", &warm));
+    println!();
+    println!(
+        "bare qemu -M microvm to `vt-init: channel` (n={BARE_BOOTS}): median {:.0} ms, min {:.0} ms; \
+         the full path's boot part: median {:.0} ms, min {:.0} ms → {:.2}× (median), {:.2}× (min)",
+        median(&bare),
+        min(&bare),
+        median(&boots),
+        min(&boots),
+        median(&boots) / median(&bare),
+        min(&boots) / min(&bare),
+    );
+    println!();
+    println!("| instances | agent VmRSS | qemu VmRSS each |");
+    println!("|---|---|---|");
+    for (n, (a, q)) in scale.agent.iter().zip(&scale.qemu).enumerate() {
+        let each: Vec<String> = q.iter().map(|k| format!("{:.0}", mib(*k))).collect();
+        println!("| {n} | {:.1} MiB | {} MiB |", mib(*a), each.join(", "));
+    }
+    let (a0, a1, a3) = (scale.agent[0], scale.agent[1], scale.agent[3]);
+    let qemu_all: Vec<f64> = scale.qemu.iter().flatten().copied().collect();
+    println!(
+        "agent per instance: {:.2} MiB averaged over 0→3, {:.2} MiB marginal over 1→3; \
+         after {BURST_ROUNDS} bursts of {BURST}: {:.1} MiB; qemu per instance median {:.0} MiB",
+        mib((a3 - a0) / 3.0),
+        mib((a3 - a1) / 2.0),
+        mib(scale.agent_after_burst),
+        mib(median(&qemu_all)),
+    );
+    println!();
+    let per_min: Vec<f64> = scale
+        .bursts
+        .iter()
+        .map(|ms| BURST as f64 * 60_000.0 / ms)
+        .collect();
+    println!(
+        "0 → {BURST} instances, commit → all healthy (n={BURST_ROUNDS}): median {:.0} ms, min {:.0} ms \
+         → {:.0} instances/min (median), {:.0} (best); each instance assignment → healthy median {:.0} ms",
+        median(&scale.bursts),
+        min(&scale.bursts),
+        median(&per_min),
+        per_min.iter().copied().fold(0.0, f64::max),
+        median(&scale.burst_each),
+    );
+}
