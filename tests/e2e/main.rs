@@ -10,6 +10,7 @@ mod support;
 mod auth;
 mod faults;
 mod host_loss;
+mod isolation;
 mod microvm;
 mod rejected;
 mod releases;

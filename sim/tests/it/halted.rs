@@ -301,3 +301,132 @@ fn a_first_deploy_unplaceable_until_its_deadline_is_placed_once_there_is_room() 
         );
     }
 }
+
+/// The simulated hosts never restart an instance in place; this drives the
+/// controller's core directly with the reports a microVM host sends for a VM
+/// it restarts after a crash: still `Starting`, with a growing restart count.
+#[test]
+fn a_vm_restarted_in_place_is_not_replaced_and_halts_the_rollout_as_still_starting() {
+    use vt_fleet::controller::core::{Config, Controller};
+    use vt_fleet::controller::releases::CommitInfo;
+    use vt_fleet::controller::store::Store;
+    use vt_fleet::plan::Action;
+    use vt_fleet::wire::messages::{HostRegistration, InstanceReport};
+    use vt_sim::EPOCH;
+
+    let store = Store::in_memory().expect("store");
+    let mut ctl = Controller::open(store, Config::default()).expect("controller");
+    let mut repo = Repo::new(&["local"]);
+    repo.app("web").progress_deadline("20s").health();
+    let key = repo.key("web", "prod");
+    let commit = |ctl: &mut Controller, repo: &Repo, n: u64, now| {
+        let files = repo
+            .files()
+            .into_iter()
+            .map(|(p, c)| (p, c.into_bytes()))
+            .collect();
+        let snapshot = vt_repo::Snapshot {
+            origin: format!("commit {n}"),
+            commit: Some(format!("{n:040x}")),
+            files,
+        };
+        let info = CommitInfo {
+            sha: format!("{n:040x}"),
+            author: "test <test@vt.invalid>".into(),
+            message: format!("commit {n}"),
+            time: now,
+        };
+        ctl.apply_commit(&info, &vt_repo::load(&snapshot), now);
+    };
+    let report = |id: &str, phase, restarts| InstanceReport {
+        id: id.into(),
+        phase,
+        detail: (restarts > 0).then(|| format!("restarting (restart {restarts})")),
+        restarts,
+        address: None,
+    };
+    let placed = |actions: &[Action]| -> Vec<String> {
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::Start { .. }))
+            .map(|a| format!("{a:?}"))
+            .collect()
+    };
+
+    let mut now = EPOCH;
+    ctl.register_host(
+        &HostRegistration {
+            name: "h1".into(),
+            region: "local".into(),
+            cpu: 4_000,
+            memory: 8 * GI,
+        },
+        now,
+    );
+    commit(&mut ctl, &repo, 1, now);
+    assert_eq!(placed(&ctl.tick(now)).len(), 1);
+    let first = ctl.instances_of(&key)[0].instance.id.clone();
+    now += 1_000;
+    ctl.report("h1", &[report(&first, Phase::Healthy, 0)], now);
+    ctl.tick(now);
+    assert_eq!(
+        ctl.rollout(&key).map(|r| r.status.clone()),
+        Some(RolloutStatus::Completed)
+    );
+
+    // Release 2's VM crashes and is restarted in place, again and again.
+    repo.app("web").image("registry.local/web:2");
+    commit(&mut ctl, &repo, 2, now);
+    assert_eq!(placed(&ctl.tick(now)).len(), 1);
+    let second = ctl
+        .instances_of(&key)
+        .iter()
+        .find(|i| i.instance.release == 2)
+        .map(|i| i.instance.id.clone())
+        .expect("release 2 placed");
+    let mut halt = None;
+    for restarts in 0..30 {
+        now += 1_000;
+        let reports = [
+            report(&first, Phase::Healthy, 0),
+            report(&second, Phase::Starting, restarts),
+        ];
+        ctl.report("h1", &reports, now);
+        let actions = ctl.tick(now);
+        assert!(
+            placed(&actions).is_empty(),
+            "restart {restarts}: {actions:?}"
+        );
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Stop { .. })),
+            "restart {restarts}: {actions:?}"
+        );
+        halt = halt.or_else(|| {
+            actions.iter().find_map(|a| match a {
+                Action::RolloutHalted { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+        });
+    }
+    let events = ctl.flush().expect("flush");
+    let crashed = events
+        .iter()
+        .filter(|e| e.kind == kind::INSTANCE_CRASHED)
+        .count();
+    assert_eq!(crashed, 29, "one event per restart");
+    let halt = halt.expect("halted at the deadline");
+    assert!(
+        halt.ends_with("(progress deadline 20s); 0 of 1 healthy, 1 still starting"),
+        "{halt}"
+    );
+    let live: Vec<_> = ctl
+        .instances_of(&key)
+        .iter()
+        .filter(|i| i.instance.phase.is_live())
+        .map(|i| (i.instance.id.clone(), i.instance.phase, i.restarts))
+        .collect();
+    assert_eq!(
+        live,
+        [(first, Phase::Healthy, 0), (second, Phase::Starting, 29)]
+    );
+}

@@ -53,10 +53,11 @@ impl Drop for RawMode {
 /// Runs the session; returns the command's exit code.
 pub fn run(client: &Client, args: ExecArgs) -> Result<u8, CliError> {
     let stdin_is_terminal = std::io::stdin().is_terminal();
-    let (cols, rows) = if args.tty {
-        crossterm::terminal::size().unwrap_or((80, 24))
-    } else {
-        (0, 0)
+    // A terminal that does not know its size (0 × 0) gets the classic one.
+    let (cols, rows) = match crossterm::terminal::size() {
+        Ok((cols, rows)) if args.tty && cols > 0 && rows > 0 => (cols, rows),
+        _ if args.tty => (80, 24),
+        _ => (0, 0),
     };
     let query = AttachQuery {
         app: args.app,
@@ -105,7 +106,17 @@ fn session(
                 Input::Eof => control(&ClientMessage::Eof),
                 Input::Resize(cols, rows) => control(&ClientMessage::Resize { cols, rows }),
             };
-            socket.send(message).map_err(|e| broken(&e))?;
+            // Queued; a flush that is interrupted is retried below.
+            if let Err(e) = socket.write(message) {
+                if !transient(&e) {
+                    return Err(broken(&e));
+                }
+            }
+        }
+        if let Err(e) = socket.flush() {
+            if !transient(&e) {
+                return Err(broken(&e));
+            }
         }
         match socket.read() {
             Ok(Message::Binary(data)) => {
@@ -144,14 +155,21 @@ fn session(
                 ))
             }
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if transient(&e) => {}
             Err(e) => return Err(broken(&e)),
         }
     }
+}
+
+/// Whether a socket error only means "not now": the read timed out, or a
+/// signal (SIGWINCH) interrupted the call.
+fn transient(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(e) if matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    ))
 }
 
 fn control(message: &ClientMessage) -> Message {

@@ -227,6 +227,7 @@ pub fn host(
                 accel,
                 images: ImageStore::new(state_dir.join("images")),
                 auth: Auth::from_environment(),
+                orgs: Default::default(),
             };
             Box::new(MicrovmRuntime::new(ctx))
         }

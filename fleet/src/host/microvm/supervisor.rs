@@ -47,6 +47,8 @@ pub struct Context {
     pub images: ImageStore,
     /// Registry credentials.
     pub auth: Auth,
+    /// Prefixes of the orgs with instances here, kept apart by the firewall.
+    pub orgs: Mutex<std::collections::BTreeSet<[u16; 3]>>,
 }
 
 /// An instance's progress, read by the runtime.
@@ -291,9 +293,17 @@ async fn prepare(
     }
 
     let org = a.name.split('/').next().unwrap_or_default();
-    let addressing = network::addressing(org, &ctx.host, network::instance_number(&a.id));
+    let addressing = network::addressing(org, network::instance_number(&a.id));
     let tap = network::tap_name(&ctx.host, &a.id);
     network::create_tap(&tap, &addressing).map_err(|e| e.to_string())?;
+    let orgs = {
+        let mut orgs = ctx.orgs.lock().unwrap_or_else(|p| p.into_inner());
+        orgs.insert(network::org_prefix(org))
+            .then(|| orgs.iter().copied().collect::<Vec<_>>())
+    };
+    if let Some(orgs) = orgs {
+        network::isolate(&orgs).map_err(|e| format!("cannot isolate orgs: {e}"))?;
+    }
 
     let setup = guest::Setup {
         hostname: a.id.replace('_', "-"),
