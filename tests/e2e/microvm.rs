@@ -296,6 +296,29 @@ fn interactive_sessions(controller: &Controller, token: &str) {
     assert!(text.contains("42"), "{text:?}");
     assert!(s.stderr.is_empty(), "a terminal merges stderr into stdout");
 
+    // Going away hangs the session up: its process gets SIGHUP.
+    let mut s = Attach::open(
+        &controller.url(),
+        token,
+        "app=web&argv=%2Fbin%2Fbusybox&argv=sleep&argv=4242",
+    );
+    s.wait("the session starts", SESSION, |s| {
+        s.messages.iter().any(|m| m["type"] == "started")
+    });
+    let sleeping = || {
+        controller
+            .cli_plain(&["exec", "web", "--", "/bin/busybox", "ps"])
+            .stdout
+            .contains("sleep 4242")
+    };
+    wait_until("the session's process runs", SESSION, || {
+        sleeping().then_some(())
+    });
+    drop(s);
+    wait_until("the hung-up process is gone", SESSION, || {
+        (!sleeping()).then_some(())
+    });
+
     // `vt exec -i`: stdin streamed, pipes, stdout and stderr apart.
     let env = |cmd: &mut std::process::Command| {
         cmd.env("VT_CONTROLLER", controller.url())

@@ -119,6 +119,8 @@ pub struct Controller {
     next_event: u64,
     /// When retention last ran (it reads the whole event log).
     last_retention: Option<Millis>,
+    /// Log age limit per org (`retention.logs.max_age`), from the last good commit.
+    log_retention: BTreeMap<String, Millis>,
     /// Volumes each host reports, by host name.
     host_volumes: BTreeMap<String, Vec<crate::wire::messages::VolumeReport>>,
     /// Unknown instances already reported, so each gets one event.
@@ -128,6 +130,9 @@ pub struct Controller {
 }
 
 const META: &str = "meta";
+const LOG_RETENTION: &str = "logretention";
+/// Log age limit of orgs without a policy.
+const DEFAULT_LOG_AGE: Millis = 7 * 24 * 3_600_000;
 /// How often event retention runs.
 const RETENTION_EVERY: Millis = 60_000;
 const ACTIVE: &str = "active";
@@ -176,6 +181,7 @@ impl Controller {
             .into_iter()
             .collect();
         let next_event = store.last_event_seq()? + 1;
+        let log_retention = store.get(LOG_RETENTION)?.unwrap_or_default();
         let host_volumes = store
             .scan::<(String, Vec<crate::wire::messages::VolumeReport>)>("hostvol/")?
             .into_iter()
@@ -200,6 +206,7 @@ impl Controller {
             last_retention: None,
             unknown_seen: BTreeSet::new(),
             host_volumes,
+            log_retention,
             batch: Batch::default(),
             new_events: Vec::new(),
         })
@@ -357,6 +364,18 @@ impl Controller {
             .map(|(org, r)| (org, (r.max_age, r.max_count)))
             .collect();
         self.batch.put(RETENTION, &stored);
+        self.log_retention = loaded
+            .state
+            .orgs
+            .iter()
+            .filter_map(|org| {
+                Some((
+                    org.name.clone(),
+                    org.spec.retention.as_ref()?.logs.as_ref()?.max_age?.0,
+                ))
+            })
+            .collect();
+        self.batch.put(LOG_RETENTION, &self.log_retention);
         self.meta.last_good = Some(commit.clone());
         self.emit(
             Event::new(
@@ -614,6 +633,15 @@ impl Controller {
                 .unwrap_or_default();
             self.batch
                 .expire(events::expired(&all, &self.retention, now));
+            let ages = &self.log_retention;
+            let pruned = self.store.prune_logs(|line| {
+                let org = line.name.split('/').next().unwrap_or_default();
+                let age = ages.get(org).copied().unwrap_or(DEFAULT_LOG_AGE);
+                now.saturating_sub(line.time) > age
+            });
+            if let Err(e) = pruned {
+                warn!(error = %e, "cannot prune old log lines");
+            }
         }
         actions
     }

@@ -249,6 +249,20 @@ impl Store {
         txn.commit().map_err(db_err)
     }
 
+    /// Deletes the log lines `expired` says are too old.
+    pub fn prune_logs(&self, expired: impl Fn(&LogLine) -> bool) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = txn.open_table(LOGS).map_err(db_err)?;
+            table
+                .retain(|_, value| {
+                    serde_json::from_slice::<LogLine>(value).map_or(true, |line| !expired(&line))
+                })
+                .map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
     /// Log lines passing `keep`, oldest first, at most `limit` (the newest
     /// ones), with their sequence numbers.
     pub fn logs(
@@ -325,6 +339,40 @@ mod tests {
             store.events(&EventFilter::default(), 1).expect("events")[0].seq,
             3
         );
+    }
+
+    #[test]
+    fn log_lines_are_capped_and_pruned_by_age() {
+        let store = Store::in_memory().expect("store");
+        let line = |time: u64| LogLine {
+            instance: "ins_1".into(),
+            name: "acme/shop/web/prod".into(),
+            stream: "stdout".into(),
+            time,
+            line: format!("at {time}"),
+        };
+        store
+            .append_logs(&(0..10).map(line).collect::<Vec<_>>(), 8)
+            .expect("append");
+        let kept: Vec<u64> = store
+            .logs(0, 100, |_| true)
+            .expect("logs")
+            .into_iter()
+            .map(|(_, l)| l.time)
+            .collect();
+        assert_eq!(
+            kept,
+            (2..10).collect::<Vec<_>>(),
+            "at most 8 lines, the oldest go"
+        );
+        store.prune_logs(|l| l.time < 5).expect("prune");
+        let kept: Vec<u64> = store
+            .logs(0, 100, |_| true)
+            .expect("logs")
+            .into_iter()
+            .map(|(_, l)| l.time)
+            .collect();
+        assert_eq!(kept, (5..10).collect::<Vec<_>>());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod artifacts;
 pub mod health;
 pub mod launch;
+pub mod logfile;
 pub mod network;
 pub mod runtime;
 pub mod supervisor;

@@ -26,6 +26,11 @@ impl MicrovmRuntime {
     /// their instances again and they start afresh.
     pub fn new(ctx: Context) -> Self {
         kill_leftovers(&ctx.dir.join("instances"));
+        crate::host::microvm::logfile::prune(
+            &ctx.dir.join("instances"),
+            &[],
+            crate::host::microvm::logfile::MAX_AGE,
+        );
         MicrovmRuntime {
             ctx: Arc::new(ctx),
             instances: BTreeMap::new(),

@@ -8,6 +8,7 @@ use crate::host::image::{effective_process, Auth, ImageStore};
 use crate::host::microvm::artifacts::GuestArtifacts;
 use crate::host::microvm::health::{self, Verdict};
 use crate::host::microvm::launch::{disk_device, vcpus, Accel, LaunchSpec};
+use crate::host::microvm::logfile::{LogFile, MAX_LOG_BYTES};
 use crate::host::microvm::network::{self, Addressing};
 use crate::plan::{Millis, Phase};
 use crate::wire::messages::{Assignment, ExecCommand, ExecEvent, LogLine};
@@ -502,6 +503,7 @@ async fn run_vm(
     let mut started = false;
     // Live exec sessions: where their events go, and whether they are interactive.
     let mut sessions: BTreeMap<u64, (mpsc::Sender<ExecEvent>, bool)> = BTreeMap::new();
+    let log_file = LogFile::new(&p.dir, MAX_LOG_BYTES);
     // The input of interactive sessions, by session ID.
     let mut inputs = tokio_stream::StreamMap::new();
     let mut next_session = 0u64;
@@ -557,8 +559,12 @@ async fn run_vm(
                     }
                     Ok(GuestToHost::Log { stream, line, time_ms }) => {
                         let stream = match stream { guest::Stream::Stdout => "stdout", guest::Stream::Stderr => "stderr" };
+                        let time = if time_ms > 0 { time_ms } else { now_ms() };
+                        if let Err(e) = log_file.append(time, stream, &line) {
+                            warn!(error = %e, "cannot write the instance's log file");
+                        }
                         let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
-                        s.logs.push(LogLine { instance: a.id.clone(), name: a.name.clone(), stream: stream.into(), time: if time_ms > 0 { time_ms } else { now_ms() }, line });
+                        s.logs.push(LogLine { instance: a.id.clone(), name: a.name.clone(), stream: stream.into(), time, line });
                     }
                     Ok(GuestToHost::Exited { code, signal, oom }) => {
                         let why = match (code, signal, oom) {
