@@ -531,7 +531,7 @@ impl Drop for Stack {
             }
         }
         self.controller.stop();
-        if std::env::var_os("VT_BENCH_KEEP").is_some() {
+        if std::thread::panicking() || std::env::var_os("VT_BENCH_KEEP").is_some() {
             eprintln!("kept {}", self.dir.path().display());
             self.dir.disable_cleanup(true);
         }
@@ -780,77 +780,69 @@ fn scale(image: &str) -> Scale {
     }
 }
 
-fn main() {
-    require(&[
-        ("qemu-system-x86_64", "qemu-system-x86"),
-        ("docker-registry", "docker-registry"),
-        ("mkfs.ext4", "e2fsprogs"),
-    ])
-    .expect("run `just setup`");
-    let guest = GuestArtifacts::find(&guest_dir()).unwrap_or_else(|e| panic!("{e}"));
-    let began = Instant::now();
-
-    // The image: busybox's httpd, in a loopback registry.
-    let registry = Registry::start().expect("start docker-registry");
-    let scratch = tempfile::Builder::new()
-        .prefix("vt-bench-image-")
-        .tempdir()
-        .expect("a temporary directory");
-    let root = scratch.path().join("root");
+/// The image: busybox's httpd on [::]:8080, pushed to `registry` as `web:1`.
+/// Returns its reference and compressed size.
+fn image(registry: &Registry, scratch: &Path) -> (String, u64) {
+    let root = scratch.join("root");
     std::fs::create_dir_all(root.join("bin")).expect("mkdir bin");
     std::fs::create_dir_all(root.join("www")).expect("mkdir www");
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static (just setup)");
     std::fs::write(root.join("www/index.html"), "hello\n").expect("index.html");
+    let argv = [
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "[::]:8080",
+        "-h",
+        "/www",
+    ];
     let config = ImageConfig {
-        entrypoint: Some(vec![
-            "/bin/busybox".into(),
-            "httpd".into(),
-            "-f".into(),
-            "-p".into(),
-            "[::]:8080".into(),
-            "-h".into(),
-            "/www".into(),
-        ]),
+        entrypoint: Some(argv.iter().map(|a| a.to_string()).collect()),
         ..ImageConfig::default()
     };
-    let layout = scratch.path().join("layout");
+    let layout = scratch.join("layout");
     let built = build_image(&layout, "1", &[&root], &config).expect("build the image");
-    let layer_bytes: u64 = built.manifest.layers.iter().map(|l| l.size).sum();
-    let image = registry.reference("web:1");
+    let bytes = built.manifest.layers.iter().map(|l| l.size).sum();
+    let reference = registry.reference("web:1");
     tokio::runtime::Runtime::new()
         .expect("tokio")
-        .block_on(push(&layout, "1", &image))
+        .block_on(push(&layout, "1", &reference))
         .expect("push the image");
+    (reference, bytes)
+}
 
-    let (cold, warm) = starts(&image);
-    let bare = bare_boots(&guest);
-    let scale = scale(&image);
-
-    let boots: Vec<f64> = cold.iter().chain(&warm).map(|s| s.boot).collect();
+fn report_starts(cold: &[Start], warm: &[Start]) {
     println!();
-    println!(
-        "microVM runtime, TCG, {} instances of {MEMORY}, image {:.1} MiB compressed (busybox httpd); {:.0} s in all",
-        ROUNDS,
-        layer_bytes as f64 / (1 << 20) as f64,
-        began.elapsed().as_secs_f64()
-    );
-    println!();
-    println!("ms, median / min | commit → assigned | pull | rootfs + TAP | boot (qemu → app started) | first health pass | **assignment → healthy** | commit → healthy |");
+    println!("| ms, median / min | commit → assigned | pull | rootfs + TAP | boot (qemu → app started) | first health pass | **assignment → healthy** | commit → healthy |");
     println!("|---|---|---|---|---|---|---|---|");
-    println!("{}", start_row("cold (empty image cache)", &cold));
-    println!("{}", start_row("warm (cached image, new instance)", &warm));
+    println!("{}", start_row("cold (empty image cache)", cold));
+    println!("{}", start_row("warm (cached image, new instance)", warm));
     println!();
+}
+
+fn report_bare(bare: &[f64], boots: &[f64]) {
     println!(
-        "bare qemu -M microvm to `vt-init: channel` (n={BARE_BOOTS}): median {:.0} ms, min {:.0} ms; \
-         the full path's boot part: median {:.0} ms, min {:.0} ms → {:.2}× (median), {:.2}× (min)",
-        median(&bare),
-        min(&bare),
-        median(&boots),
-        min(&boots),
-        median(&boots) / median(&bare),
-        min(&boots) / min(&bare),
+        "bare qemu -M microvm to `vt-init: channel` (n={}): median {:.0} ms, min {:.0} ms",
+        bare.len(),
+        median(bare),
+        min(bare),
     );
+    if !boots.is_empty() {
+        println!(
+            "the full path's boot part (qemu → app started, n={}): median {:.0} ms, min {:.0} ms \
+             → {:.2}× bare (median), {:.2}× (min)",
+            boots.len(),
+            median(boots),
+            min(boots),
+            median(boots) / median(bare),
+            min(boots) / min(bare),
+        );
+    }
     println!();
+}
+
+fn report_scale(scale: &Scale) {
     println!("| instances | agent VmRSS | qemu VmRSS each |");
     println!("|---|---|---|");
     for (n, (a, q)) in scale.agent.iter().zip(&scale.qemu).enumerate() {
@@ -874,12 +866,56 @@ fn main() {
         .map(|ms| BURST as f64 * 60_000.0 / ms)
         .collect();
     println!(
-        "0 → {BURST} instances, commit → all healthy (n={BURST_ROUNDS}): median {:.0} ms, min {:.0} ms \
+        "0 → {BURST} instances, commit → all healthy (n={}): median {:.0} ms, min {:.0} ms \
          → {:.0} instances/min (median), {:.0} (best); each instance assignment → healthy median {:.0} ms",
+        scale.bursts.len(),
         median(&scale.bursts),
         min(&scale.bursts),
         median(&per_min),
         per_min.iter().copied().fold(0.0, f64::max),
         median(&scale.burst_each),
     );
+}
+
+fn main() {
+    // Scenarios by name (`starts`, `bare`, `scale`); all when none is given.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    require(&[
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("docker-registry", "docker-registry"),
+        ("mkfs.ext4", "e2fsprogs"),
+    ])
+    .expect("run `just setup`");
+    let guest = GuestArtifacts::find(&guest_dir()).unwrap_or_else(|e| panic!("{e}"));
+    let began = Instant::now();
+
+    let registry = Registry::start().expect("start docker-registry");
+    let scratch = tempfile::Builder::new()
+        .prefix("vt-bench-image-")
+        .tempdir()
+        .expect("a temporary directory");
+    let (image, bytes) = image(&registry, scratch.path());
+    println!(
+        "microVM runtime under TCG; app: busybox httpd ({:.1} MiB compressed image), {MEMORY}, \
+         TCP health check; figures in ms, median / min",
+        bytes as f64 / f64::from(1 << 20)
+    );
+
+    let mut boots = Vec::new();
+    if run("starts") {
+        let (cold, warm) = starts(&image);
+        report_starts(&cold, &warm);
+        boots.extend(cold.iter().chain(&warm).map(|s| s.boot));
+    }
+    if run("bare") {
+        report_bare(&bare_boots(&guest), &boots);
+    }
+    if run("scale") {
+        report_scale(&scale(&image));
+    }
+    println!("({:.0} s in all)", began.elapsed().as_secs_f64());
 }
