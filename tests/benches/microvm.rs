@@ -277,6 +277,11 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     Some(&rest[..rest.find([' ', '}']).unwrap_or(rest.len())])
 }
 
+/// Whether the line's `detail` (quoted when it has spaces) starts with `text`.
+fn detail_starts(line: &str, text: &str) -> bool {
+    line.contains(&format!("detail={text}")) || line.contains(&format!("detail=\"{text}"))
+}
+
 /// Milestones of every instance in a host agent's stderr.
 fn milestones(log: &str) -> BTreeMap<String, Milestones> {
     let mut out: BTreeMap<String, Milestones> = BTreeMap::new();
@@ -288,11 +293,11 @@ fn milestones(log: &str) -> BTreeMap<String, Milestones> {
             continue;
         };
         let m = out.entry(id.to_string()).or_default();
-        if line.contains("detail=pulling") {
+        if detail_starts(line, "pulling") {
             m.pulling.get_or_insert(at);
-        } else if line.contains("detail=building the root filesystem") {
+        } else if detail_starts(line, "building the root filesystem") {
             m.rootfs.get_or_insert(at);
-        } else if line.contains("detail=booting") {
+        } else if detail_starts(line, "booting") {
             m.booting.get_or_insert(at);
         } else if line.contains("app started") {
             m.started.get_or_insert(at);
@@ -720,6 +725,7 @@ fn bare_boots(guest: &GuestArtifacts) -> Vec<f64> {
         });
         drop(vm);
         times.push(took.as_secs_f64() * 1000.0);
+        eprintln!("bare boot {i}: {} ms", took.as_millis());
     }
     times
 }

@@ -852,6 +852,8 @@ impl Controller {
                 if let Some(mut state) = self.rollouts.get(key).cloned() {
                     state.last_progress = now;
                     state.healthy = *healthy;
+                    // Progress after a halt resumes the rollout.
+                    state.status = RolloutStatus::Progressing;
                     self.put_rollout(state);
                 }
                 let name = name_of(key);
