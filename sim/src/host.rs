@@ -246,6 +246,7 @@ impl SimHost {
                 detail: i.detail.clone(),
                 restarts: 0,
                 address: None,
+                image: None,
             })
             .collect();
         self.instances

@@ -56,6 +56,8 @@ const GIVE_UP: Duration = Duration::from_secs(150);
 const ORG: &str = "vtbench";
 const ENV_FILE: &str = "orgs/vtbench/shop/web/envs/prod.yaml";
 const APP_FILE: &str = "orgs/vtbench/shop/web/app.yaml";
+/// What vt-init prints on the serial console once its channel device is open.
+const CHANNEL_LINE: &str = "vt-init: channel";
 
 // ---------------------------------------------------------------------------
 // Processes
@@ -263,6 +265,8 @@ struct Milestones {
     pulling: Option<f64>,
     rootfs: Option<f64>,
     booting: Option<f64>,
+    /// When the benchmark saw `vt-init: channel` in the instance's console.log.
+    channel: Option<f64>,
     started: Option<f64>,
     boot_ms: Option<f64>,
     healthy: Option<f64>,
@@ -324,6 +328,8 @@ struct Stack {
     repo: PathBuf,
     env_head: String,
     env: Env,
+    /// When `vt-init: channel` first appeared in each instance's console.log (Unix ms).
+    channel: BTreeMap<String, f64>,
     /// Removed last, once every process is gone.
     dir: tempfile::TempDir,
 }
@@ -452,6 +458,7 @@ impl Stack {
             repo,
             env_head,
             env,
+            channel: BTreeMap::new(),
             dir,
         }
     }
@@ -463,8 +470,25 @@ impl Stack {
         self.env.commit(&self.repo, &format!("{n} instances"))
     }
 
-    fn milestones(&self) -> BTreeMap<String, Milestones> {
-        milestones(&self.host.stderr())
+    /// The host log's milestones, with the console's `vt-init: channel`
+    /// times seen so far. Checks for new ones first: call it often while
+    /// instances boot (every 20 ms, in the waits).
+    fn milestones(&mut self) -> BTreeMap<String, Milestones> {
+        let dirs = std::fs::read_dir(self.host_dir.join("instances")).into_iter();
+        for entry in dirs.flatten().flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !self.channel.contains_key(&id)
+                && std::fs::read_to_string(entry.path().join("console.log"))
+                    .is_ok_and(|c| c.contains(CHANNEL_LINE))
+            {
+                self.channel.insert(id, unix_ms(SystemTime::now()));
+            }
+        }
+        let mut all = milestones(&self.host.stderr());
+        for (id, m) in &mut all {
+            m.channel = self.channel.get(id).copied();
+        }
+        all
     }
 
     /// Waits until `n` instances not in `known` are healthy; returns them.
@@ -561,8 +585,9 @@ fn wait<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) 
 // ---------------------------------------------------------------------------
 // Figures
 
+/// The median, ignoring NaNs (NaN if there is nothing else).
 fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
+    let mut v: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => f64::NAN,
@@ -571,8 +596,14 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The minimum, ignoring NaNs (NaN if there is nothing else).
 fn min(values: &[f64]) -> f64 {
-    values.iter().copied().fold(f64::INFINITY, f64::min)
+    values
+        .iter()
+        .copied()
+        .filter(|v| !v.is_nan())
+        .reduce(f64::min)
+        .unwrap_or(f64::NAN)
 }
 
 /// One start, in ms.
@@ -581,6 +612,8 @@ struct Start {
     commit_to_assigned: f64,
     pull: f64,
     rootfs: f64,
+    /// qemu starts → `vt-init: channel` on the console (NaN if not seen).
+    to_channel: f64,
     boot: f64,
     health: f64,
     total: f64,
@@ -598,6 +631,7 @@ fn start_of(m: &Milestones, commit: SystemTime) -> Start {
         commit_to_assigned: pulling - unix_ms(commit),
         pull: rootfs - pulling,
         rootfs: booting - rootfs,
+        to_channel: m.channel.map_or(f64::NAN, |c| c - booting),
         boot: m.boot_ms.unwrap_or(started - booting),
         health: healthy - started,
         total: healthy - pulling,
@@ -611,11 +645,13 @@ fn start_row(name: &str, starts: &[Start]) -> String {
         format!("{:.0} / {:.0}", median(&v), min(&v))
     };
     format!(
-        "| {name} (n={}) | {} | {} | {} | {} | {} | **{}** | {} |",
+        "| {name} (n={}) | {} | {} | {} | {} | {} | {} | {} | **{}** | {} |",
         starts.len(),
         col(|s| s.commit_to_assigned),
         col(|s| s.pull),
         col(|s| s.rootfs),
+        col(|s| s.to_channel),
+        col(|s| s.boot - s.to_channel),
         col(|s| s.boot),
         col(|s| s.health),
         col(|s| s.total),
@@ -643,14 +679,21 @@ fn mib(kib: f64) -> f64 {
 // The scenarios
 
 /// Cold and warm starts, one cold and one warm per fresh stack.
-fn starts(image: &str) -> (Vec<Start>, Vec<Start>) {
-    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+/// With `bare`, a bare boot before each start, so both see the same load.
+fn starts(image: &str, mut bare: Option<&mut Bare>) -> (Vec<Start>, Vec<Start>, Vec<f64>) {
+    let (mut cold, mut warm, mut bares) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let mut stack = Stack::start(image, &format!("vtbench-s{round}"));
+        if let Some(bare) = bare.as_deref_mut() {
+            bares.push(bare.boot());
+        }
         let commit = stack.commit(1, "");
         let first = stack.wait_healthy(&BTreeSet::new(), 1);
         cold.push(start_of(&first[0].1, commit));
         let known: BTreeSet<String> = first.iter().map(|(id, _)| id.clone()).collect();
+        if let Some(bare) = bare.as_deref_mut() {
+            bares.push(bare.boot());
+        }
         // A new release: a new instance, the image and rootfs cached.
         let commit = stack.commit(1, &format!("env:\n  ROUND: '{round}'\n"));
         let second = stack.wait_healthy(&known, 1);
@@ -661,7 +704,7 @@ fn starts(image: &str) -> (Vec<Start>, Vec<Start>) {
             cold[round].total, warm[round].total
         );
     }
-    (cold, warm)
+    (cold, warm, bares)
 }
 
 impl Stack {
@@ -679,55 +722,68 @@ impl Stack {
     }
 }
 
-/// Bare qemu boots to `vt-init: channel`, in ms.
-fn bare_boots(guest: &GuestArtifacts) -> Vec<f64> {
-    let qemu = artifacts::qemu().expect("qemu-system-x86_64 (just setup)");
-    let scratch = tempfile::Builder::new()
-        .prefix("vt-bench-bare-")
-        .tempdir()
-        .expect("a temporary directory");
-    let rootfs = scratch.path().join("empty.img");
-    File::create(&rootfs)
-        .and_then(|f| f.set_len(1 << 20))
-        .expect("an empty rootfs");
-    let mut times = Vec::new();
-    for i in 0..BARE_BOOTS {
-        let console = scratch.path().join(format!("console-{i}.log"));
+/// Bare qemu boots of the runtime's kernel and initramfs: its own command
+/// line ([`LaunchSpec::args`]) with a 1 MiB empty rootfs and no network.
+struct Bare {
+    qemu: PathBuf,
+    guest: GuestArtifacts,
+    scratch: tempfile::TempDir,
+    boots: usize,
+}
+
+impl Bare {
+    fn new(guest: &GuestArtifacts) -> Bare {
+        let scratch = tempfile::Builder::new()
+            .prefix("vt-bench-bare-")
+            .tempdir()
+            .expect("a temporary directory");
+        File::create(scratch.path().join("empty.img"))
+            .and_then(|f| f.set_len(1 << 20))
+            .expect("an empty rootfs");
+        Bare {
+            qemu: artifacts::qemu().expect("qemu-system-x86_64 (just setup)"),
+            guest: guest.clone(),
+            scratch,
+            boots: 0,
+        }
+    }
+
+    /// One boot: ms from starting qemu until vt-init prints `vt-init: channel`.
+    fn boot(&mut self) -> f64 {
+        let i = self.boots;
+        self.boots += 1;
+        let dir = self.scratch.path();
+        let console = dir.join(format!("console-{i}.log"));
         let spec = LaunchSpec {
-            qemu: qemu.clone(),
-            kernel: guest.kernel.clone(),
-            initramfs: guest.initramfs.clone(),
+            qemu: self.qemu.clone(),
+            kernel: self.guest.kernel.clone(),
+            initramfs: self.guest.initramfs.clone(),
             accel: Accel::Tcg,
             vcpus: 1,
             memory_mib: MEMORY_MIB,
-            rootfs: rootfs.clone(),
+            rootfs: dir.join("empty.img"),
             volumes: Vec::new(),
             tap: None,
             mac: "52:54:00:00:00:98".into(),
-            channel: scratch.path().join(format!("channel-{i}.sock")),
+            channel: dir.join(format!("channel-{i}.sock")),
             console: console.clone(),
             tsc_khz: host_tsc_khz(),
         };
-        let mut cmd = Command::new(&qemu);
+        let mut cmd = Command::new(&self.qemu);
         cmd.args(spec.args());
         let start = Instant::now();
-        let mut vm = Proc::spawn(
-            &format!("qemu-{i}"),
-            cmd,
-            &scratch.path().join("logs"),
-            Duration::ZERO,
-        );
+        let mut vm = Proc::spawn(&format!("qemu-{i}"), cmd, &dir.join("logs"), Duration::ZERO);
         let took = wait("vt-init opens its channel", GIVE_UP, || {
             vm.check_alive();
             std::fs::read_to_string(&console)
-                .is_ok_and(|c| c.contains("vt-init: channel"))
+                .is_ok_and(|c| c.contains(CHANNEL_LINE))
                 .then(|| start.elapsed())
         });
         drop(vm);
-        times.push(took.as_secs_f64() * 1000.0);
-        eprintln!("bare boot {i}: {} ms", took.as_millis());
+        let ms = took.as_secs_f64() * 1000.0;
+        eprintln!("bare boot {i}: {ms:.0} ms");
+        ms
     }
-    times
 }
 
 /// Agent and qemu RSS (KiB) with 0..=3 instances, then the bursts (ms to all healthy).
@@ -820,29 +876,40 @@ fn image(registry: &Registry, scratch: &Path) -> (String, u64) {
 
 fn report_starts(cold: &[Start], warm: &[Start]) {
     println!();
-    println!("| ms, median / min | commit → assigned | pull | rootfs + TAP | boot (qemu → app started) | first health pass | **assignment → healthy** | commit → healthy |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| ms, median / min | commit → assigned | pull | rootfs + TAP | qemu → vt-init channel \
+         | channel → app started | boot (qemu → app started) | first health pass \
+         | **assignment → healthy** | commit → healthy |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     println!("{}", start_row("cold (empty image cache)", cold));
     println!("{}", start_row("warm (cached image, new instance)", warm));
     println!();
 }
 
-fn report_bare(bare: &[f64], boots: &[f64]) {
+fn report_bare(bare: &[f64], full: &[Start]) {
+    let ms = |v: &[f64]| format!("median {:.0} ms, min {:.0} ms", median(v), min(v));
     println!(
-        "bare qemu -M microvm to `vt-init: channel` (n={}): median {:.0} ms, min {:.0} ms",
+        "bare `qemu -M microvm` → `vt-init: channel` (n={}): {}",
         bare.len(),
-        median(bare),
-        min(bare),
+        ms(bare)
     );
-    if !boots.is_empty() {
+    if full.is_empty() {
+        println!();
+        return;
+    }
+    let channel: Vec<f64> = full.iter().map(|s| s.to_channel).collect();
+    let boot: Vec<f64> = full.iter().map(|s| s.boot).collect();
+    for (what, v) in [
+        ("qemu → `vt-init: channel`", &channel),
+        ("boot part, qemu → app started", &boot),
+    ] {
         println!(
-            "the full path's boot part (qemu → app started, n={}): median {:.0} ms, min {:.0} ms \
-             → {:.2}× bare (median), {:.2}× (min)",
-            boots.len(),
-            median(boots),
-            min(boots),
-            median(boots) / median(bare),
-            min(boots) / min(bare),
+            "full path, {what} (n={}): {} → {:.2}× bare (medians), {:.2}× (mins)",
+            v.len(),
+            ms(v),
+            median(v) / median(bare),
+            min(v) / min(bare),
         );
     }
     println!();
@@ -911,14 +978,18 @@ fn main() {
         bytes as f64 / f64::from(1 << 20)
     );
 
-    let mut boots = Vec::new();
+    // Bare boots are interleaved with the starts when both run.
+    let mut bare = run("bare").then(|| Bare::new(&guest));
     if run("starts") {
-        let (cold, warm) = starts(&image);
+        let (cold, warm, bares) = starts(&image, bare.as_mut());
         report_starts(&cold, &warm);
-        boots.extend(cold.iter().chain(&warm).map(|s| s.boot));
-    }
-    if run("bare") {
-        report_bare(&bare_boots(&guest), &boots);
+        if bare.is_some() {
+            let full: Vec<Start> = cold.iter().chain(&warm).copied().collect();
+            report_bare(&bares, &full);
+        }
+    } else if let Some(bare) = bare.as_mut() {
+        let bares: Vec<f64> = (0..BARE_BOOTS).map(|_| bare.boot()).collect();
+        report_bare(&bares, &[]);
     }
     if run("scale") {
         report_scale(&scale(&image));

@@ -67,6 +67,9 @@ pub struct InstanceRecord {
     /// The instance's private address, as its host reports it.
     #[serde(default)]
     pub address: Option<String>,
+    /// The image digest it runs, as its host reports it.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// Controller-wide facts kept across restarts.
@@ -469,8 +472,11 @@ impl Controller {
                     let Some(rec) = self.instances.get_mut(&r.id) else {
                         continue;
                     };
-                    if r.address.is_some() && rec.address != r.address {
-                        rec.address = r.address.clone();
+                    if (r.address.is_some() && rec.address != r.address)
+                        || (r.image.is_some() && rec.image != r.image)
+                    {
+                        rec.address = r.address.clone().or(rec.address.clone());
+                        rec.image = r.image.clone().or(rec.image.clone());
                         let rec = rec.clone();
                         self.batch.put(format!("inst/{}", r.id), &rec);
                     }
@@ -729,6 +735,7 @@ impl Controller {
                     detail: None,
                     restarts: 0,
                     address: None,
+                    image: None,
                 };
                 self.batch.put(format!("inst/{id}"), &record);
                 self.instances.insert(id.clone(), record);

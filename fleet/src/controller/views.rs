@@ -33,6 +33,9 @@ pub struct InstanceView {
     /// Private address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Image digest it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 impl From<&InstanceRecord> for InstanceView {
@@ -47,6 +50,7 @@ impl From<&InstanceRecord> for InstanceView {
             placement: r.placement.clone(),
             detail: r.detail.clone(),
             address: r.address.clone(),
+            image: r.image.clone(),
         }
     }
 }

@@ -95,6 +95,7 @@ impl Runtime for SimRuntime {
                 detail: None,
                 restarts: 0,
                 address: None,
+                image: None,
             })
             .collect();
         self.instances

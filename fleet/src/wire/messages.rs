@@ -37,6 +37,9 @@ pub struct InstanceReport {
     /// The instance's private address, once it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// The image's manifest digest, once pulled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// Host → controller.

@@ -344,6 +344,7 @@ fn a_vm_restarted_in_place_is_not_replaced_and_halts_the_rollout_as_still_starti
         detail: (restarts > 0).then(|| format!("restarting (restart {restarts})")),
         restarts,
         address: None,
+        image: None,
     };
     let placed = |actions: &[Action]| -> Vec<String> {
         actions

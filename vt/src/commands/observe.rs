@@ -37,7 +37,7 @@ fn instances_table(instances: &[InstanceView], s: Style, placement: bool) -> Str
         "INSTANCE", "RELEASE", "HOST", "REGION", "ADDRESS", "PHASE", "SINCE",
     ];
     if placement {
-        header.push("PLACEMENT");
+        header.extend(["IMAGE", "PLACEMENT"]);
     }
     let mut table = Table::new(&header);
     for i in instances {
@@ -54,7 +54,11 @@ fn instances_table(instances: &[InstanceView], s: Style, placement: bool) -> Str
             row[5] = format!("{} ({detail})", row[5]);
         }
         if placement {
-            row.push(i.placement.clone());
+            let image = i
+                .image
+                .as_deref()
+                .map_or("-".to_string(), |d| d.chars().take(19).collect());
+            row.extend([image, i.placement.clone()]);
         }
         table.row(row);
     }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub struct MicrovmRuntime {
     ctx: Arc<Context>,
     instances: BTreeMap<String, Handle>,
-    reported: BTreeMap<String, (Phase, Option<String>, u32, Option<String>)>,
+    reported: BTreeMap<String, InstanceReport>,
 }
 
 impl MicrovmRuntime {
@@ -38,20 +38,21 @@ impl MicrovmRuntime {
         }
     }
 
-    fn snapshot(&self) -> BTreeMap<String, (Phase, Option<String>, u32, Option<String>)> {
+    /// What each instance would report now.
+    fn snapshot(&self) -> BTreeMap<String, InstanceReport> {
         self.instances
             .iter()
             .map(|(id, h)| {
                 let s = h.status.lock().unwrap_or_else(|p| p.into_inner());
-                (
-                    id.clone(),
-                    (
-                        s.phase,
-                        s.detail.clone(),
-                        s.restarts,
-                        s.address.map(|a| a.to_string()),
-                    ),
-                )
+                let report = InstanceReport {
+                    id: id.clone(),
+                    phase: s.phase,
+                    detail: s.detail.clone(),
+                    restarts: s.restarts,
+                    address: s.address.map(|a| a.to_string()),
+                    image: s.image.clone(),
+                };
+                (id.clone(), report)
             })
             .collect()
     }
@@ -204,21 +205,12 @@ impl Runtime for MicrovmRuntime {
 
     fn report(&mut self) -> Vec<InstanceReport> {
         let snapshot = self.snapshot();
-        let out = snapshot
-            .iter()
-            .map(|(id, (phase, detail, restarts, address))| InstanceReport {
-                id: id.clone(),
-                phase: *phase,
-                detail: detail.clone(),
-                restarts: *restarts,
-                address: address.clone(),
-            })
-            .collect();
-        self.instances
-            .retain(|id, _| !matches!(snapshot.get(id), Some((Phase::Stopped, ..))));
+        let stopped = |id: &String| snapshot.get(id).is_some_and(|r| r.phase == Phase::Stopped);
+        self.instances.retain(|id, _| !stopped(id));
+        let out: Vec<InstanceReport> = snapshot.values().cloned().collect();
         self.reported = snapshot
             .into_iter()
-            .filter(|(_, (phase, ..))| *phase != Phase::Stopped)
+            .filter(|(_, r)| r.phase != Phase::Stopped)
             .collect();
         out
     }

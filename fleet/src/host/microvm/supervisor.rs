@@ -67,6 +67,8 @@ pub struct Status {
     pub restarts: u32,
     /// Volume images attached to the VM.
     pub volumes: Vec<PathBuf>,
+    /// The image's manifest digest, once pulled.
+    pub image: Option<String>,
 }
 
 /// A command to run in the instance, and where its events go.
@@ -130,6 +132,7 @@ pub fn spawn(ctx: Arc<Context>, assignment: Assignment) -> Handle {
         address: None,
         restarts: 0,
         volumes: Vec::new(),
+        image: None,
     }));
     let (stop, stop_rx) = watch::channel(false);
     let (jobs, jobs_rx) = mpsc::unbounded_channel();
@@ -243,6 +246,7 @@ async fn prepare(
                 crate::controller::error_chain(&e)
             )
         })?;
+    status.lock().unwrap_or_else(|p| p.into_inner()).image = Some(image.digest.to_string());
     set(
         status,
         Phase::Starting,
