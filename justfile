@@ -20,7 +20,7 @@ guest:
 
 # Run every test: unit, integration, CLI, README examples, end to end (real microVMs).
 test: setup guest build
-    cargo test --workspace
+    scripts/test.sh
 
 # rustfmt and clippy, as CI expects them.
 lint:
@@ -29,7 +29,7 @@ lint:
 
 # Benchmarks (figures go to the README's performance section).
 bench:
-    cargo bench -p vt-fleet -p vt --bench planner --bench push_latency
+    cargo bench -p vt-fleet -p vt -p vt-tests --bench planner --bench push_latency --bench microvm
 
 # Set up, build, and run the local stack (controller + 2 simulated hosts) on a sample app.
 dev: setup guest
