@@ -8,17 +8,25 @@
 //!    split by the host agent's own log (`VT_LOG=info`, timestamped lines):
 //!    "pulling" (the supervisor starts: the assignment has arrived) →
 //!    "building the root filesystem" → "booting" (qemu starts) → "app started"
-//!    (its `boot_ms`) → `Healthy`. Cold: a fresh host, empty image cache.
+//!    (its `boot_ms`) → `Healthy`; the boot is split where the benchmark,
+//!    polling the instance's `console.log` every 20 ms, sees
+//!    `vt-init: channel`. Cold: a fresh controller and host, empty image cache.
 //!    Warm: the same host, a new release (new instance, cached image and
 //!    rootfs). [`ROUNDS`] of each.
 //! 2. **Bare boot**: the same kernel and initramfs under a plain
 //!    `qemu-system-x86_64 -M microvm` (the runtime's own [`LaunchSpec::args`]),
 //!    a 1 MiB empty rootfs and no network, until vt-init prints
-//!    `vt-init: channel` on the serial console file. [`BARE_BOOTS`] times.
-//! 3. **Memory**: VmRSS of the `vt host run` process with 0 to 3 instances
-//!    running (scaled by commits), and of each qemu process.
+//!    `vt-init: channel` on the serial console file. One before each cold and
+//!    warm start, so both see the same load (alone: [`BARE_BOOTS`] of them).
+//! 3. **Memory**: VmRSS (and RssAnon) of the `vt host run` process with 0 to
+//!    3 instances running (scaled by commits; the app rolls out `immediate`,
+//!    as a scale is a new release), and of each qemu process.
 //! 4. **Throughput**: from 0 to [`BURST`] instances in one commit, until all
 //!    are healthy; [`BURST_ROUNDS`] times.
+//!
+//! Scenarios can be picked by name: `cargo bench -p vt-tests --bench microvm
+//! -- starts bare scale` (all three by default). Figures are medians and mins:
+//! the machine is shared and noisy.
 //!
 //! Every process started here is killed when its guard drops (the host agent
 //! first gets SIGTERM so it stops its VMs and removes their TAP devices; any
@@ -39,13 +47,13 @@ use vt_fleet::host::microvm::launch::{host_tsc_khz, Accel, LaunchSpec};
 use vt_fleet::host::microvm::network::tap_name;
 
 /// Cold starts (each on a fresh controller and host), each followed by a warm one.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// Bare qemu boots.
 const BARE_BOOTS: usize = 5;
 /// Instances started at once for the throughput figure.
 const BURST: usize = 4;
 /// Times the burst is measured.
-const BURST_ROUNDS: usize = 2;
+const BURST_ROUNDS: usize = 3;
 /// Memory of each instance.
 const MEMORY: &str = "128Mi";
 /// The same, for the bare boots.
@@ -337,7 +345,8 @@ struct Stack {
 impl Stack {
     /// A repository whose app (`image`, 128Mi, TCP health check on 8080) has
     /// one env with 0 instances, a controller on it and a host, registered.
-    fn start(image: &str, host_name: &str) -> Stack {
+    /// `app_extra` is appended to the app file.
+    fn start(image: &str, host_name: &str, app_extra: &str) -> Stack {
         let dir = tempfile::Builder::new()
             .prefix("vt-bench-")
             .tempdir()
@@ -359,7 +368,7 @@ impl Stack {
         );
         let app = repo.join(APP_FILE);
         let mut text = std::fs::read_to_string(&app).expect("read the app file");
-        text.push_str(&format!("resources:\n  memory: {MEMORY}\n"));
+        text.push_str(&format!("resources:\n  memory: {MEMORY}\n{app_extra}"));
         std::fs::write(&app, text).expect("write the app file");
         env.vt(
             &repo,
@@ -512,6 +521,23 @@ impl Stack {
         })
     }
 
+    /// Waits until exactly `n` instances run, all healthy, the others stopped.
+    fn wait_steady(&mut self, n: usize) {
+        wait(
+            &format!("{n} healthy instances and no others"),
+            GIVE_UP,
+            || {
+                self.host.check_alive();
+                let all = self.milestones();
+                if let Some((id, m)) = all.iter().find(|(_, m)| m.failed.is_some()) {
+                    panic!("instance {id} failed: {:?}", m.failed);
+                }
+                let live: Vec<_> = all.values().filter(|m| m.stopped.is_none()).collect();
+                (live.len() == n && live.iter().all(|m| m.healthy.is_some())).then_some(())
+            },
+        );
+    }
+
     /// Waits until every instance the host has run has stopped.
     fn wait_all_stopped(&mut self) {
         wait("every instance stopped", GIVE_UP, || {
@@ -659,16 +685,29 @@ fn start_row(name: &str, starts: &[Start]) -> String {
     )
 }
 
-fn rss_kib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .unwrap_or(f64::NAN)
+/// Resident memory of a process, KiB.
+#[derive(Debug, Clone, Copy)]
+struct Mem {
+    /// VmRSS: all resident pages, shared file pages (binary, libraries) included.
+    rss: f64,
+    /// RssAnon: its private memory (for qemu, the guest's RAM it touched too).
+    anon: f64,
+}
+
+fn mem(pid: u32) -> Mem {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let get = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    Mem {
+        rss: get("VmRSS:"),
+        anon: get("RssAnon:"),
+    }
 }
 
 fn mib(kib: f64) -> f64 {
@@ -683,7 +722,7 @@ fn mib(kib: f64) -> f64 {
 fn starts(image: &str, mut bare: Option<&mut Bare>) -> (Vec<Start>, Vec<Start>, Vec<f64>) {
     let (mut cold, mut warm, mut bares) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        let mut stack = Stack::start(image, &format!("vtbench-s{round}"));
+        let mut stack = Stack::start(image, &format!("vtbench-s{round}"), "");
         if let Some(bare) = bare.as_deref_mut() {
             bares.push(bare.boot());
         }
@@ -788,37 +827,41 @@ impl Bare {
 
 /// Agent and qemu RSS (KiB) with 0..=3 instances, then the bursts (ms to all healthy).
 struct Scale {
-    agent: Vec<f64>,
-    qemu: Vec<Vec<f64>>,
+    agent: Vec<Mem>,
+    qemu: Vec<Vec<Mem>>,
     bursts: Vec<f64>,
     burst_each: Vec<f64>,
-    agent_after_burst: f64,
+    /// Back at 0 instances, after the 3.
+    agent_idle_again: Mem,
+    agent_after_burst: Mem,
+    qemu_after_burst: Vec<Mem>,
 }
 
 fn scale(image: &str) -> Scale {
-    let mut stack = Stack::start(image, "vtbench-m");
+    // A scale is a new release: replace at once rather than one by one.
+    let mut stack = Stack::start(image, "vtbench-m", "rollout:\n  strategy: immediate\n");
     let settle = || std::thread::sleep(Duration::from_secs(2));
     settle();
-    let mut agent = vec![rss_kib(stack.host.pid())];
+    let mut agent = vec![mem(stack.host.pid())];
     let mut qemu = vec![Vec::new()];
-    let mut known = BTreeSet::new();
     for n in 1..=3 {
         stack.commit(n, "");
-        let healthy = stack.wait_healthy(&known, 1);
-        known.extend(healthy.into_iter().map(|(id, _)| id));
+        stack.wait_steady(n);
         settle();
-        agent.push(rss_kib(stack.host.pid()));
-        qemu.push(stack.qemu_pids().into_iter().map(rss_kib).collect());
-        eprintln!(
-            "{n} instances: agent {:.1} MiB",
-            mib(agent[agent.len() - 1])
-        );
+        agent.push(mem(stack.host.pid()));
+        qemu.push(stack.qemu_pids().into_iter().map(mem).collect());
+        eprintln!("{n} instances: agent {:.1} MiB", mib(agent[n].rss));
     }
     let mut bursts = Vec::new();
     let mut burst_each = Vec::new();
-    for _ in 0..BURST_ROUNDS {
+    let mut agent_idle_again = agent[0];
+    for round in 0..BURST_ROUNDS {
         stack.commit(0, "");
         stack.wait_all_stopped();
+        if round == 0 {
+            settle();
+            agent_idle_again = mem(stack.host.pid());
+        }
         let known: BTreeSet<String> = stack.milestones().into_keys().collect();
         let commit = stack.commit(BURST, "");
         let healthy = stack.wait_healthy(&known, BURST);
@@ -832,13 +875,16 @@ fn scale(image: &str) -> Scale {
         bursts.push(last);
     }
     settle();
-    let agent_after_burst = rss_kib(stack.host.pid());
+    let agent_after_burst = mem(stack.host.pid());
+    let qemu_after_burst = stack.qemu_pids().into_iter().map(mem).collect();
     Scale {
         agent,
         qemu,
         bursts,
         burst_each,
+        agent_idle_again,
         agent_after_burst,
+        qemu_after_burst,
     }
 }
 
@@ -916,21 +962,50 @@ fn report_bare(bare: &[f64], full: &[Start]) {
 }
 
 fn report_scale(scale: &Scale) {
-    println!("| instances | agent VmRSS | qemu VmRSS each |");
+    println!("| instances running | `vt host run` VmRSS (RssAnon) | each qemu's VmRSS (RssAnon) |");
     println!("|---|---|---|");
+    let row = |what: &str, agent: Mem, qemu: &[Mem]| {
+        let each: Vec<String> = qemu
+            .iter()
+            .map(|m| format!("{:.0} ({:.0})", mib(m.rss), mib(m.anon)))
+            .collect();
+        let each = if each.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{} MiB", each.join(", "))
+        };
+        println!(
+            "| {what} | {:.1} ({:.1}) MiB | {each} |",
+            mib(agent.rss),
+            mib(agent.anon)
+        );
+    };
     for (n, (a, q)) in scale.agent.iter().zip(&scale.qemu).enumerate() {
-        let each: Vec<String> = q.iter().map(|k| format!("{:.0}", mib(*k))).collect();
-        println!("| {n} | {:.1} MiB | {} MiB |", mib(*a), each.join(", "));
+        row(&n.to_string(), *a, q);
     }
-    let (a0, a1, a3) = (scale.agent[0], scale.agent[1], scale.agent[3]);
-    let qemu_all: Vec<f64> = scale.qemu.iter().flatten().copied().collect();
+    row("0 again", scale.agent_idle_again, &[]);
+    row(
+        &format!("{BURST} (after the bursts)"),
+        scale.agent_after_burst,
+        &scale.qemu_after_burst,
+    );
+    let (a0, a1, a3) = (scale.agent[0].rss, scale.agent[1].rss, scale.agent[3].rss);
+    let qemu_all: Vec<Mem> = scale
+        .qemu
+        .iter()
+        .flatten()
+        .chain(&scale.qemu_after_burst)
+        .copied()
+        .collect();
+    let rss: Vec<f64> = qemu_all.iter().map(|m| m.rss).collect();
+    let anon: Vec<f64> = qemu_all.iter().map(|m| m.anon).collect();
     println!(
-        "agent per instance: {:.2} MiB averaged over 0→3, {:.2} MiB marginal over 1→3; \
-         after {BURST_ROUNDS} bursts of {BURST}: {:.1} MiB; qemu per instance median {:.0} MiB",
+        "agent VmRSS per instance: {:.2} MiB averaged over 0→3, {:.2} MiB marginal over 1→3; \
+         qemu per instance (guest {MEMORY}): VmRSS median {:.0} MiB, RssAnon median {:.0} MiB",
         mib((a3 - a0) / 3.0),
         mib((a3 - a1) / 2.0),
-        mib(scale.agent_after_burst),
-        mib(median(&qemu_all)),
+        mib(median(&rss)),
+        mib(median(&anon)),
     );
     println!();
     let per_min: Vec<f64> = scale

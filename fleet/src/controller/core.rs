@@ -320,6 +320,7 @@ impl Controller {
                     .fields(json!({"commit": commit.sha, "spec_hash": release.spec_hash, "diff": release.diff})),
             );
             made.push((release.name.clone(), release.number));
+            self.adopt_on_scale(&release);
             self.releases.insert(release.key.clone(), release);
         }
         for key in &plan.removed {
@@ -389,6 +390,35 @@ impl Controller {
             .fields(json!({"commit": commit})),
         );
         CommitOutcome::Accepted(made)
+    }
+
+    /// A release that only changes `instances` runs the same thing as the one
+    /// before: its live instances move to it instead of being replaced.
+    fn adopt_on_scale(&mut self, release: &Release) {
+        let scale_only = release.number > 1
+            && !release.diff.is_empty()
+            && release.diff.iter().all(|d| d.path == "instances");
+        if !scale_only {
+            return;
+        }
+        let previous = release.number - 1;
+        let adopted: Vec<String> = self
+            .instances
+            .values()
+            .filter(|i| {
+                i.instance.key == release.key
+                    && i.instance.release == previous
+                    && i.instance.phase.holds_resources()
+            })
+            .map(|i| i.instance.id.clone())
+            .collect();
+        for id in adopted {
+            if let Some(rec) = self.instances.get_mut(&id) {
+                rec.instance.release = release.number;
+                let rec = rec.clone();
+                self.batch.put(format!("inst/{id}"), &rec);
+            }
+        }
     }
 
     /// A host (re)registers.

@@ -131,3 +131,53 @@ fn numbers(sim: &Sim, key: &WorkloadKey) -> Vec<u64> {
         .map(|r| r.number)
         .collect()
 }
+
+#[test]
+fn scaling_keeps_the_running_instances() {
+    for seed in seeds() {
+        let mut sim = sim_with_hosts(seed, 2);
+        let mut repo = Repo::new(&["local"]);
+        repo.app("web").instances(2);
+        let prod = repo.key("web", "prod");
+        sim.commit(&repo.files());
+        sim.run_until(|s| settled(s, &prod, 1, 2), 30_000);
+        let before: Vec<String> = live_ids(&sim, &prod);
+
+        // Only the instance count changes: release 2, and the two running
+        // instances carry on in it instead of being replaced.
+        repo.app("web").env("prod").instances(3);
+        sim.commit(&repo.files());
+        // (The controller's view: simulated hosts keep the release they were assigned.)
+        let adopted = |s: &Sim| {
+            let live: Vec<_> = s
+                .controller()
+                .instances_of(&prod)
+                .into_iter()
+                .filter(|i| i.instance.phase.is_live())
+                .collect();
+            live.len() == 3
+                && live.iter().all(|i| {
+                    i.instance.release == 2 && i.instance.phase == vt_fleet::plan::Phase::Healthy
+                })
+        };
+        sim.run_until(adopted, 60_000);
+        let after = live_ids(&sim, &prod);
+        assert!(
+            before.iter().all(|id| after.contains(id)),
+            "seed {seed}: {before:?} kept in {after:?}"
+        );
+        assert!(
+            sim.events_of(kind::INSTANCE_STOPPING).is_empty(),
+            "seed {seed}: nothing stopped"
+        );
+    }
+}
+
+fn live_ids(sim: &Sim, key: &WorkloadKey) -> Vec<String> {
+    sim.controller()
+        .instances_of(key)
+        .into_iter()
+        .filter(|i| i.instance.phase.is_live())
+        .map(|i| i.instance.id.clone())
+        .collect()
+}

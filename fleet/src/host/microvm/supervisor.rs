@@ -497,12 +497,12 @@ async fn run_vm(
         .and_then(|c| a.spec.ports.iter().find(|port| port.name == c.port))
         .map_or(0, |port| port.port);
     let mut verdict = Verdict::default();
-    // Until the first verdict, check every second: a fresh instance should
+    // Until the first verdict, check every 200 ms: a fresh instance should
     // not wait a whole interval to become healthy.
     let interval = check
         .as_ref()
         .map_or(Duration::from_secs(3600), health::interval);
-    let mut ticker = tokio::time::interval(interval.min(Duration::from_secs(1)));
+    let mut ticker = tokio::time::interval(interval.min(Duration::from_millis(200)));
     let mut settled = false;
     let mut started = false;
     // Live exec sessions: where their events go, and whether they are interactive.
