@@ -293,7 +293,10 @@ impl SimHost {
                         applied.log.push(line);
                     }
                 }
-                (Desire::Run, Some(_)) | (Desire::Stop, None) => {}
+                // A running instance moved to a newer release (a scale-only
+                // change) keeps running: only its label changes.
+                (Desire::Run, Some(i)) => i.release = a.release,
+                (Desire::Stop, None) => {}
             }
         }
         for i in self.instances.values_mut() {
