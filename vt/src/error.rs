@@ -73,16 +73,7 @@ impl CliError {
 }
 
 /// Joins an error with its `source()` chain: "cannot read x: permission denied".
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
+pub use vt_fleet::controller::error_chain as chain;
 
 impl From<vt_repo::SourceError> for CliError {
     fn from(e: vt_repo::SourceError) -> Self {
