@@ -142,27 +142,17 @@ fn settle(observed: &mut Observed, actions: &[Action], now: u64) {
         match action {
             Action::Start {
                 key,
-                release,
                 region,
                 host,
                 slot,
-                cpu,
-                memory,
                 ..
             } => {
                 minted += 1;
-                observed.instances.push(Instance {
-                    id: format!("ins_{minted:08}"),
-                    key: key.clone(),
-                    release: *release,
-                    host: host.clone(),
-                    region: region.clone(),
-                    cpu: *cpu,
-                    memory: *memory,
+                let started = action.started_instance(format!("ins_{minted:08}"), now);
+                observed.instances.extend(started.map(|i| Instance {
                     phase: Phase::Healthy,
-                    since: now,
-                    slot: *slot,
-                });
+                    ..i
+                }));
                 if let Some(slot) = slot {
                     observed.volumes.push(VolumePlacement {
                         key: key.clone(),

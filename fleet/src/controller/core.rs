@@ -740,26 +740,17 @@ impl Controller {
                 region,
                 host,
                 slot,
-                cpu,
-                memory,
                 reason,
+                ..
             } => {
                 self.meta.next_instance += 1;
                 let id = format!("ins_{:06}", self.meta.next_instance);
                 let name = name_of(key);
+                let Some(instance) = action.started_instance(id.clone(), now) else {
+                    return;
+                };
                 let record = InstanceRecord {
-                    instance: Instance {
-                        id: id.clone(),
-                        key: key.clone(),
-                        release: *release,
-                        host: host.clone(),
-                        region: region.clone(),
-                        cpu: *cpu,
-                        memory: *memory,
-                        phase: Phase::Pending,
-                        since: now,
-                        slot: *slot,
-                    },
+                    instance,
                     name: name.clone(),
                     placement: reason.clone(),
                     detail: None,

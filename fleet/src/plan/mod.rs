@@ -361,6 +361,36 @@ impl Action {
     pub fn changes_instances(&self) -> bool {
         matches!(self, Action::Start { .. } | Action::Stop { .. })
     }
+
+    /// The instance a `Start` creates once the controller has minted its
+    /// `id`: `Pending` since `now`. `None` for every other action.
+    pub fn started_instance(&self, id: String, now: Millis) -> Option<Instance> {
+        let Action::Start {
+            key,
+            release,
+            region,
+            host,
+            slot,
+            cpu,
+            memory,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some(Instance {
+            id,
+            key: key.clone(),
+            release: *release,
+            host: host.clone(),
+            region: region.clone(),
+            cpu: *cpu,
+            memory: *memory,
+            phase: Phase::Pending,
+            since: now,
+            slot: *slot,
+        })
+    }
 }
 
 /// The actions that take the fleet from `observed` towards `desired` at time `now`.

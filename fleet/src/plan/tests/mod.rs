@@ -172,27 +172,14 @@ impl Sim {
             match action {
                 Action::Start {
                     key,
-                    release,
                     region,
                     host,
                     slot,
-                    cpu,
-                    memory,
                     ..
                 } => {
                     self.minted += 1;
-                    o.instances.push(Instance {
-                        id: format!("new{:04}", self.minted),
-                        key: key.clone(),
-                        release: *release,
-                        host: host.clone(),
-                        region: region.clone(),
-                        cpu: *cpu,
-                        memory: *memory,
-                        phase: Phase::Pending,
-                        since: now,
-                        slot: *slot,
-                    });
+                    o.instances
+                        .extend(action.started_instance(format!("new{:04}", self.minted), now));
                     let recorded = o
                         .volumes
                         .iter()
