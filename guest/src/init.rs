@@ -10,7 +10,7 @@ use crate::{modules, net, reaper, spawn, sys};
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use vt_init::protocol::{GuestToHost, HostToGuest, Setup, Stream};
+use vt_init::protocol::{GuestToHost, HostToGuest, SecretFile, Setup, Stream};
 
 /// How long to wait for the channel device at boot.
 const CHANNEL_WAIT: Duration = Duration::from_secs(10);
@@ -347,6 +347,9 @@ impl Init {
             HostToGuest::ExecEof { id } => self.execs.eof(id),
             HostToGuest::ExecResize { id, cols, rows } => self.execs.resize(id, cols, rows),
             HostToGuest::ExecSignal { id, signal } => self.execs.signal(id, signal),
+            HostToGuest::UpdateSecrets { secrets, signals } => {
+                self.update_secrets(&secrets, &signals, frames)
+            }
         };
         frames.extend(error);
     }
@@ -395,6 +398,41 @@ impl Init {
                 self.app = child;
             }
         }
+    }
+
+    /// New versions of secret files: rewritten in place, then the app is
+    /// signalled (never restarted).
+    fn update_secrets(
+        &mut self,
+        secrets: &[SecretFile],
+        signals: &[i32],
+        frames: &mut Vec<GuestToHost>,
+    ) -> Option<GuestToHost> {
+        if !self.set_up || self.stop.is_some() {
+            return Some(GuestToHost::error(
+                "cannot update secrets: the app is not set up or is stopping",
+            ));
+        }
+        let files = match self.mounts.update_secrets(secrets) {
+            Ok(files) => files,
+            Err(e) => {
+                sys::log(&e);
+                return Some(GuestToHost::error(e));
+            }
+        };
+        let mut signalled = Vec::new();
+        if let Some(app) = self.app.as_ref().filter(|a| a.exited.is_none()) {
+            for &signal in signals {
+                if sys::kill(app.pid, signal).is_ok() {
+                    signalled.push(signal);
+                }
+            }
+        }
+        sys::log(format_args!(
+            "secrets updated: {files} file(s), signals {signalled:?}"
+        ));
+        frames.push(GuestToHost::SecretsUpdated { files, signalled });
+        None
     }
 
     fn prepare(&mut self, setup: &Setup) -> Result<(), String> {

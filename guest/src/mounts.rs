@@ -208,6 +208,8 @@ fn is_fresh(dir: &Path) -> bool {
 pub struct Mounts {
     /// (path, is a disk filesystem that should be unmounted cleanly)
     stack: Vec<(PathBuf, bool)>,
+    /// Secret directories (guest path) and where their tmpfs is mounted.
+    secret_dirs: BTreeMap<String, PathBuf>,
 }
 
 impl Mounts {
@@ -296,26 +298,50 @@ impl Mounts {
                 .or_default()
                 .push(secret);
         }
-        let root = Path::new(ROOT);
         // Sorted: a parent directory is mounted before a nested one.
         for (dir, files) in dirs {
-            let target = resolve_in_root(root, &dir, true)
-                .map_err(|e| format!("cannot create secret directory {dir}: {e}"))?;
-            sys::mount(
-                Some("tmpfs"),
-                &target,
-                Some("tmpfs"),
-                NOSUID | NODEV | NOEXEC,
-                Some("mode=0755"),
-            )
-            .map_err(|e| format!("cannot mount a tmpfs for secrets on {dir}: {e}"))?;
-            self.stack.push((target.clone(), false));
+            let target = self.secret_tmpfs(&dir)?;
             for secret in files {
                 write_secret(&target, secret)
                     .map_err(|e| format!("cannot write secret {}: {e}", secret.path))?;
             }
         }
         Ok(())
+    }
+
+    /// The tmpfs holding the secrets of `dir`, mounted on first use.
+    fn secret_tmpfs(&mut self, dir: &str) -> Result<PathBuf, String> {
+        if let Some(target) = self.secret_dirs.get(dir) {
+            return Ok(target.clone());
+        }
+        let target = resolve_in_root(Path::new(ROOT), dir, true)
+            .map_err(|e| format!("cannot create secret directory {dir}: {e}"))?;
+        sys::mount(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            NOSUID | NODEV | NOEXEC,
+            Some("mode=0755"),
+        )
+        .map_err(|e| format!("cannot mount a tmpfs for secrets on {dir}: {e}"))?;
+        self.stack.push((target.clone(), false));
+        self.secret_dirs.insert(dir.to_string(), target.clone());
+        Ok(target)
+    }
+
+    /// Replaces secret files of the running app: each is written beside its
+    /// old version and renamed over it, so the app reads the old or the new
+    /// content, never a part. Returns how many were written.
+    pub fn update_secrets(&mut self, secrets: &[SecretFile]) -> Result<u32, String> {
+        let mut written = 0;
+        for secret in secrets {
+            let dir = secret_dir(&secret.path)?;
+            let target = self.secret_tmpfs(&dir)?;
+            replace_secret(&target, secret)
+                .map_err(|e| format!("cannot replace secret {}: {e}", secret.path))?;
+            written += 1;
+        }
+        Ok(written)
     }
 
     /// Unmounts everything under [`ROOT`], newest first, after the app and
@@ -346,13 +372,38 @@ fn write_secret(dir: &Path, secret: &SecretFile) -> io::Result<()> {
     let name = Path::new(&secret.path)
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    write_secret_at(&dir.join(name), secret)
+}
+
+/// Writes a new version of a secret file next to it, then renames it over
+/// the old one (atomic for readers).
+fn replace_secret(dir: &Path, secret: &SecretFile) -> io::Result<()> {
+    let name = Path::new(&secret.path)
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut staged = std::ffi::OsString::from(".");
+    staged.push(name);
+    staged.push(".vt-new");
+    let staged = dir.join(staged);
+    match fs::remove_file(&staged) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    write_secret_at(&staged, secret)?;
+    fs::rename(&staged, dir.join(name)).inspect_err(|_| {
+        let _ = fs::remove_file(&staged);
+    })
+}
+
+fn write_secret_at(path: &Path, secret: &SecretFile) -> io::Result<()> {
     let mode = secret.mode & 0o7777;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(dir.join(name))?;
+        .open(path)?;
     file.write_all(&secret.content_b64.0)?;
     std::os::unix::fs::fchown(&file, Some(secret.uid), Some(secret.gid))?;
     // Again after chown (which clears set-id bits) and regardless of umask.
@@ -448,6 +499,21 @@ mod tests {
         let meta = fs::metadata(&path).expect("stat");
         assert_eq!(meta.mode() & 0o7777, 0o640);
         assert!(write_secret(&tmp.0, &secret).is_err(), "never overwrites");
+
+        let new = SecretFile {
+            content_b64: b"n3w".to_vec().into(),
+            mode: 0o400,
+            ..secret
+        };
+        replace_secret(&tmp.0, &new).expect("replaces");
+        assert_eq!(fs::read(&path).expect("reads"), b"n3w");
+        let meta = fs::metadata(&path).expect("stat");
+        assert_eq!(meta.mode() & 0o7777, 0o400);
+        let names: Vec<_> = fs::read_dir(&tmp.0)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["token"], "no staged file is left behind");
     }
 
     fn sys_uid() -> u32 {

@@ -36,7 +36,7 @@ use std::net::Ipv6Addr;
 
 /// Protocol version the guest announces in [`GuestToHost::Hello`]. Bumped on
 /// any change a peer of the previous version would misunderstand.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Longest log line, in bytes; longer lines are split into several
 /// [`GuestToHost::Log`] frames.
@@ -125,6 +125,17 @@ pub enum HostToGuest {
         id: u64,
         /// Signal number (Linux x86_64 numbering, e.g. 2 for SIGINT).
         signal: i32,
+    },
+    /// New versions of secret files for the running app (protocol 2): each
+    /// file is replaced atomically (its tmpfs directory is mounted if it was
+    /// not), then the app gets each of `signals`. Answered by
+    /// [`GuestToHost::SecretsUpdated`] or an `Error`.
+    UpdateSecrets {
+        /// The files to write (all of the app's, or only the changed ones).
+        secrets: Vec<SecretFile>,
+        /// Signals for the app, in order (e.g. 1 for SIGHUP); may be empty.
+        #[serde(default)]
+        signals: Vec<i32>,
     },
 }
 
@@ -293,6 +304,14 @@ pub enum GuestToHost {
         code: Option<i32>,
         /// Signal number, if a signal killed it.
         signal: Option<i32>,
+    },
+    /// The secret files of an [`HostToGuest::UpdateSecrets`] are written and
+    /// the app was signalled.
+    SecretsUpdated {
+        /// Files written.
+        files: u32,
+        /// Signals sent to the app (none when it was not running).
+        signalled: Vec<i32>,
     },
     /// Something went wrong: a bad frame, a volume that did not mount, an
     /// entrypoint that was not found.
@@ -489,6 +508,10 @@ mod tests {
             rows: 40,
         });
         roundtrip_host(HostToGuest::ExecSignal { id: 7, signal: 2 });
+        roundtrip_host(HostToGuest::UpdateSecrets {
+            secrets: sample_setup().secrets,
+            signals: vec![1],
+        });
     }
 
     #[test]
@@ -516,6 +539,10 @@ mod tests {
             id: 1,
             code: Some(0),
             signal: None,
+        });
+        roundtrip_guest(GuestToHost::SecretsUpdated {
+            files: 1,
+            signalled: vec![1],
         });
         roundtrip_guest(GuestToHost::error("no such volume"));
         roundtrip_guest(GuestToHost::Error {

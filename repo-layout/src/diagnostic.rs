@@ -46,6 +46,12 @@ pub enum Code {
     UnexpectedFile,
     /// The schema version in `vt.yaml` is not supported.
     UnsupportedVersion,
+    /// A manifest references a secret its env's secrets file does not have.
+    MissingSecret,
+    /// A secret's value does not decrypt with the fleet's keys.
+    SecretUndecryptable,
+    /// A secret's value is empty or does not match its declared format.
+    SecretFormat,
 }
 
 impl Code {
@@ -69,6 +75,9 @@ impl Code {
             Code::NoConfig => "E_NO_CONFIG",
             Code::UnexpectedFile => "E_UNEXPECTED_FILE",
             Code::UnsupportedVersion => "E_UNSUPPORTED_VERSION",
+            Code::MissingSecret => "E_MISSING_SECRET",
+            Code::SecretUndecryptable => "E_SECRET_UNDECRYPTABLE",
+            Code::SecretFormat => "E_SECRET_FORMAT",
         }
     }
 }

@@ -2,7 +2,9 @@
 //! merged field by field, with defaults filled in. This is what gets deployed.
 
 use crate::quantity::{ByteSize, Cpu, Duration};
-use crate::schema::{HealthKind, Port, ProxyProtocol, SecretRef, Spec, Strategy, Volume};
+use crate::schema::{
+    HealthKind, OnChange, Port, ProxyProtocol, SecretFormat, Spec, Strategy, Volume,
+};
 use crate::Code;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -39,12 +41,39 @@ pub struct EffectiveSpec {
     pub endpoints: Vec<EffectiveEndpoint>,
     /// Volumes.
     pub volumes: Vec<Volume>,
-    /// Secret files.
-    pub secrets: Vec<SecretRef>,
+    /// Secret files, with the version of each secret from the env's secrets file.
+    pub secrets: Vec<EffectiveSecret>,
     /// Health check, if any.
     pub health: Option<HealthCheck>,
     /// Rollout policy.
     pub rollout: RolloutPolicy,
+}
+
+/// A secret file of the effective spec. Its `version` comes from the env's
+/// secrets file, so a new version of a secret is a new spec (a new release),
+/// and a commit restoring an old secrets file restores the old version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EffectiveSecret {
+    /// Secret name.
+    pub name: String,
+    /// Absolute path in the guest.
+    pub path: String,
+    /// Version in the env's secrets file (0 when it has none).
+    #[serde(default)]
+    pub version: u64,
+    /// Restart (a new release) or signal (rewrite in place) on change.
+    #[serde(default, skip_serializing_if = "is_restart")]
+    pub on_change: OnChange,
+    /// Signal name for `on_change: signal` (`SIGHUP` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// Declared format of the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<SecretFormat>,
+}
+
+fn is_restart(on_change: &OnChange) -> bool {
+    *on_change == OnChange::Restart
 }
 
 /// An endpoint with its target port resolved.
@@ -307,7 +336,19 @@ pub fn resolve(
         ports,
         endpoints,
         volumes: spec.volumes.clone().unwrap_or_default(),
-        secrets: spec.secrets.clone().unwrap_or_default(),
+        secrets: spec
+            .secrets
+            .iter()
+            .flatten()
+            .map(|r| EffectiveSecret {
+                name: r.name.clone(),
+                path: r.path.clone(),
+                version: 0,
+                on_change: r.on_change.unwrap_or_default(),
+                signal: r.signal.clone(),
+                format: r.format.clone(),
+            })
+            .collect(),
         health,
         rollout,
     };

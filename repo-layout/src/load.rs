@@ -6,8 +6,9 @@ use crate::diagnostic::{self, Code, Diagnostic};
 use crate::effective;
 use crate::parse::{parse_file, Parsed};
 use crate::schema::{OrgFile, ProjectFile, RepoConfig, Spec};
+use crate::secrets::{self, SecretsFile};
 use crate::source::Snapshot;
-use crate::state::{App, DesiredState, Env, Org, Project};
+use crate::state::{App, DesiredState, Env, EnvSecrets, Org, Project};
 use crate::validate::{self, Checker};
 use crate::yaml_pos::PositionIndex;
 use serde::Serialize;
@@ -50,7 +51,12 @@ enum Entry<'a> {
         app: &'a str,
         env: &'a str,
     },
-    Secrets,
+    Secrets {
+        org: &'a str,
+        project: &'a str,
+        app: &'a str,
+        env: &'a str,
+    },
     Unexpected,
 }
 
@@ -61,7 +67,17 @@ fn classify(path: &str) -> Entry<'_> {
         ["orgs", org, "org.yaml"] => Entry::Org { org },
         ["orgs", org, project, "project.yaml"] => Entry::Project { org, project },
         ["orgs", org, project, app, "app.yaml"] => Entry::App { org, project, app },
-        ["orgs", _, _, _, "envs", file] if file.ends_with(".secrets.yaml") => Entry::Secrets,
+        ["orgs", org, project, app, "envs", file] if file.ends_with(".secrets.yaml") => {
+            match file.strip_suffix(".secrets.yaml") {
+                Some(env) => Entry::Secrets {
+                    org,
+                    project,
+                    app,
+                    env,
+                },
+                None => Entry::Unexpected,
+            }
+        }
         ["orgs", org, project, app, "envs", file] => match file.strip_suffix(".yaml") {
             Some(env) => Entry::Env {
                 org,
@@ -77,7 +93,8 @@ fn classify(path: &str) -> Entry<'_> {
 
 /// The layout, for hints.
 pub const LAYOUT: &str = "vt.yaml, orgs/<org>/org.yaml, orgs/<org>/<project>/project.yaml, \
-orgs/<org>/<project>/<app>/app.yaml, orgs/<org>/<project>/<app>/envs/<env>.yaml";
+orgs/<org>/<project>/<app>/app.yaml, orgs/<org>/<project>/<app>/envs/<env>.yaml, \
+orgs/<org>/<project>/<app>/envs/<env>.secrets.yaml";
 
 /// Loads and validates a snapshot. Never fails: problems become diagnostics.
 pub fn load(snapshot: &Snapshot) -> Loaded {
@@ -167,8 +184,26 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
                     });
                 }
             }
-            // Secret files are read by the secrets feature, not the layout loader.
-            Entry::Secrets => {}
+            Entry::Secrets {
+                org,
+                project,
+                app,
+                env,
+            } => {
+                if let Some(Parsed { value, index }) =
+                    parse_file::<SecretsFile>(file, text, &mut diagnostics)
+                {
+                    indexes.insert(file.clone(), index);
+                    state.secrets.push(EnvSecrets {
+                        org: org.into(),
+                        project: project.into(),
+                        app: app.into(),
+                        env: env.into(),
+                        file: file.clone(),
+                        content: value,
+                    });
+                }
+            }
             Entry::Unexpected => diagnostics.push(
                 Diagnostic::file(
                     Code::UnexpectedFile,
@@ -189,6 +224,8 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
     let mut checker = Checker::new(&indexes, &mut diagnostics);
     validate::check(&mut checker, &state);
     resolve_envs(&mut checker, &mut state);
+    secrets::check_files(&mut checker, &state);
+    secrets::resolve_versions(&mut checker, &mut state);
     validate::check_quotas(&mut checker, &state);
 
     diagnostic::sort(&mut diagnostics);

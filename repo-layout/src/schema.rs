@@ -27,6 +27,18 @@ pub struct RepoConfig {
     /// Spec fields applied beneath every app (app files and env files override them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<Spec>,
+    /// The fleet's secret encryption keys (public recipients only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<SecretsConfig>,
+}
+
+/// `secrets:` in `vt.yaml`: whom secret values are encrypted to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretsConfig {
+    /// The fleet's age recipients (`age1...`), written by `vt fleet init` and
+    /// `vt fleet rotate-key`; the controller holds the matching identities.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
 }
 
 /// A region of the fleet.
@@ -226,12 +238,46 @@ pub struct Volume {
 }
 
 /// A secret delivered as a file in the guest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SecretRef {
-    /// Secret name, as in the env's secrets file.
+    /// Secret name, as in the env's secrets file (`envs/<env>.secrets.yaml`).
     pub name: String,
-    /// Absolute path of the file in the guest.
+    /// Absolute path of the file in the guest, in a directory of its own
+    /// (e.g. `/run/secrets/db`): the directory becomes a tmpfs.
     pub path: String,
+    /// What a new version of the secret does: `restart` (default: a new
+    /// release replaces the instances) or `signal` (the file is rewritten in
+    /// the running guest and the app gets `signal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_change: Option<OnChange>,
+    /// The signal sent with `on_change: signal` (default `SIGHUP`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// What a valid value looks like (checked by `vt secrets validate` and the controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<SecretFormat>,
+}
+
+/// What a secret's change does to running instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChange {
+    /// A new release: the instances are replaced (rolled).
+    #[default]
+    Restart,
+    /// The file is rewritten in the running guest and the app is signalled.
+    Signal,
+}
+
+/// The declared shape of a secret's value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretFormat {
+    /// A regular expression the whole value must match (Rust `regex` syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Fewest bytes the value may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<u32>,
 }
 
 /// A health check.

@@ -19,6 +19,34 @@ pub struct DesiredState {
     pub apps: Vec<App>,
     /// Envs, sorted by qualified name.
     pub envs: Vec<Env>,
+    /// Secrets files (`envs/<env>.secrets.yaml`): names and versions in
+    /// clear, values encrypted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<EnvSecrets>,
+}
+
+/// The secrets file of one env.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvSecrets {
+    /// Org name.
+    pub org: String,
+    /// Project name.
+    pub project: String,
+    /// App name.
+    pub app: String,
+    /// Env name.
+    pub env: String,
+    /// Path of the file.
+    pub file: String,
+    /// The file's content (values still encrypted).
+    pub content: crate::secrets::SecretsFile,
+}
+
+impl EnvSecrets {
+    /// `org/project/app/env`.
+    pub fn qualified(&self) -> String {
+        format!("{}/{}/{}/{}", self.org, self.project, self.app, self.env)
+    }
 }
 
 /// An organisation.
@@ -125,6 +153,13 @@ impl Env {
 }
 
 impl DesiredState {
+    /// The secrets file of an env, if it has one.
+    pub fn secrets_of(&self, env: &Env) -> Option<&EnvSecrets> {
+        self.secrets
+            .iter()
+            .find(|s| s.qualified() == env.qualified())
+    }
+
     /// Every resource, parents first, in a stable order.
     pub fn resources(&self) -> Vec<ResourceRef> {
         let orgs = self

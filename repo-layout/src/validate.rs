@@ -469,6 +469,36 @@ fn check_spec(c: &mut Checker<'_>, file: &str, base: &str, spec: &Spec, regions:
     }
     for (i, secret) in spec.secrets.iter().flatten().enumerate() {
         check_abs_path(c, file, &at(&format!("secrets[{i}].path")), &secret.path);
+        if let Some(signal) = secret
+            .signal
+            .as_deref()
+            .filter(|s| crate::secrets::signal_number(s).is_none())
+        {
+            c.value(
+                Code::InvalidValue,
+                file,
+                &at(&format!("secrets[{i}].signal")),
+                format!("`{signal}` is not a signal vt can send"),
+                Some(format!(
+                    "use one of {}",
+                    crate::secrets::SIGNALS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            );
+        }
+        let pattern = secret.format.as_ref().and_then(|f| f.pattern.as_deref());
+        if let Some(Err(e)) = pattern.map(crate::secrets::compile_pattern) {
+            c.value(
+                Code::InvalidValue,
+                file,
+                &at(&format!("secrets[{i}].format.pattern")),
+                format!("invalid pattern: {e}"),
+                None,
+            );
+        }
     }
     if let Some(health) = &spec.health {
         if health

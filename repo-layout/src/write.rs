@@ -88,6 +88,7 @@ pub fn initial_config() -> RepoConfig {
             }),
             ..Spec::default()
         }),
+        secrets: None,
     }
 }
 

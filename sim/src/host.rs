@@ -155,6 +155,7 @@ impl SimHost {
             region: self.region.clone(),
             cpu: self.cpu,
             memory: self.memory,
+            tunnel: None,
         }
     }
 

@@ -91,6 +91,9 @@ pub enum Command {
     /// The host agent.
     #[command(subcommand)]
     Host(HostCommand),
+    /// The edge: endpoint listeners tunnelled to hosts over QUIC.
+    #[command(subcommand)]
+    Edge(EdgeCommand),
     /// Desired and current state of every app/env (from the controller).
     Status {
         /// Only this app (name or qualified name).
@@ -210,6 +213,21 @@ pub enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Endpoints: addresses, the instances behind them, traffic.
+    #[command(subcommand)]
+    Endpoints(EndpointsCommand),
+    /// Billable IPv4 address-hours per org.
+    Usage {
+        /// Window start: a duration back from now (`30d`, `12h`).
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Secrets of an app's envs: encrypted in the repository, delivered as files.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Print the JSON Schema of a file kind, for editors.
     Schema {
         /// config (vt.yaml), org, project, app or env; all when absent.
@@ -326,6 +344,13 @@ pub enum FleetCommand {
     /// Join tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// A new fleet key for secrets: re-encrypts every secrets file of the
+    /// working tree to it and updates vt.yaml (commit them together).
+    RotateKey {
+        /// State directory of the controller (holds the fleet's identities).
+        #[arg(long, env = "VT_STATE_DIR", default_value = "/var/lib/vt/fleet")]
+        state_dir: PathBuf,
+    },
 }
 
 /// `vt fleet token ...`
@@ -388,6 +413,67 @@ pub enum HostCommand {
         /// For the sim runtime: time an instance takes to become healthy.
         #[arg(long, default_value = "300ms")]
         sim_boot: String,
+        /// Accept endpoint traffic from edges on this address (QUIC, fleet
+        /// certificates only); edges are told to connect here.
+        #[arg(long, env = "VT_TUNNEL")]
+        tunnel: Option<std::net::SocketAddr>,
+        /// How long an instance told to stop keeps serving its open endpoint
+        /// connections (it gets no new ones meanwhile).
+        #[arg(long, default_value = "30s")]
+        drain_timeout: String,
+    },
+}
+
+/// `vt edge ...`
+#[derive(Debug, Subcommand)]
+pub enum EdgeCommand {
+    /// Run an edge node.
+    Run {
+        /// The controller's QUIC address.
+        #[arg(long, env = "VT_CONTROLLER_QUIC", default_value = "127.0.0.1:7443")]
+        controller: std::net::SocketAddr,
+        /// Join token (needed the first time).
+        #[arg(long, env = "VT_JOIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Edge name (a DNS label).
+        #[arg(long)]
+        name: String,
+        /// State directory (certificate).
+        #[arg(long, env = "VT_STATE_DIR", default_value = "/var/lib/vt/edge")]
+        state_dir: PathBuf,
+        /// Add each endpoint address to this network device (e.g. `lo`) while
+        /// it is served; without it, route the prefix to this machine yourself.
+        #[arg(long, value_name = "DEVICE")]
+        assign_to: Option<String>,
+    },
+}
+
+/// `vt endpoints ...`
+#[derive(Debug, Subcommand)]
+pub enum EndpointsCommand {
+    /// Every endpoint with its addresses and healthy instances.
+    List {
+        /// Only this app.
+        app: Option<String>,
+        /// Only this env.
+        #[arg(long)]
+        env: Option<String>,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
+    /// One endpoint: addresses, edges, instances with health and traffic.
+    Describe {
+        /// The app.
+        app: String,
+        /// Endpoint name.
+        endpoint: String,
+        /// The env (needed when the app has several).
+        #[arg(long)]
+        env: Option<String>,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
     },
 }
 
@@ -423,5 +509,94 @@ pub enum VolumesCommand {
         /// The controller.
         #[command(flatten)]
         api: Api,
+    },
+}
+
+/// Where a secret's new value comes from: never the command line.
+#[derive(Debug, Args)]
+pub struct SecretValueArgs {
+    /// Read the value from this file (as is, newline included).
+    #[arg(long, value_name = "FILE", conflicts_with = "from_stdin")]
+    pub from_file: Option<PathBuf>,
+    /// Read the value from stdin (as is, newline included).
+    #[arg(long)]
+    pub from_stdin: bool,
+}
+
+/// `vt secrets ...`: they change the working tree; committing deploys.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Names, versions, who changed them and when (never values).
+    List {
+        /// App name or qualified name.
+        app: String,
+        /// Only this env.
+        #[arg(long)]
+        env: Option<String>,
+        /// Read this git revision instead of the working tree.
+        #[arg(long, value_name = "REV")]
+        at: Option<String>,
+    },
+    /// Set a secret (its next version) from a file or stdin.
+    Set {
+        /// App name or qualified name.
+        app: String,
+        /// Secret name.
+        name: String,
+        /// The env (default: the app's only env).
+        #[arg(long)]
+        env: Option<String>,
+        /// Where the value comes from.
+        #[command(flatten)]
+        value: SecretValueArgs,
+    },
+    /// Remove a secret.
+    Unset {
+        /// App name or qualified name.
+        app: String,
+        /// Secret name.
+        name: String,
+        /// The env (default: the app's only env).
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// A new version of an existing secret: generated, or from a file or stdin.
+    Rotate {
+        /// App name or qualified name.
+        app: String,
+        /// Secret name.
+        name: String,
+        /// The env (default: the app's only env).
+        #[arg(long)]
+        env: Option<String>,
+        /// Generate a random value of N letters and digits.
+        #[arg(long, value_name = "N", conflicts_with_all = ["from_file", "from_stdin"])]
+        generate: Option<usize>,
+        /// Where the value comes from (without --generate).
+        #[command(flatten)]
+        value: SecretValueArgs,
+    },
+    /// What the working tree's secret changes (vs HEAD) would restart or signal once committed.
+    Preview {
+        /// Only this app.
+        app: Option<String>,
+        /// Only this env.
+        #[arg(long)]
+        env: Option<String>,
+        /// The controller, to list running instances (optional).
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Check that every referenced secret exists, decrypts, is not empty and matches its format.
+    Validate {
+        /// Validate this git revision instead of the working tree.
+        #[arg(long, value_name = "REV")]
+        at: Option<String>,
+        /// An age identity file to decrypt with (default: the controller's state directory).
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+        /// The controller's state directory.
+        #[arg(long, env = "VT_STATE_DIR", default_value = "/var/lib/vt/fleet")]
+        state_dir: PathBuf,
     },
 }

@@ -10,8 +10,8 @@ mod telemetry;
 
 use clap::Parser;
 use cli::{
-    AppCommand, Cli, Command, EnvCommand, FleetCommand, HostCommand, OrgCommand, ProjectCommand,
-    TokenCommand, VolumesCommand,
+    AppCommand, Cli, Command, EdgeCommand, EndpointsCommand, EnvCommand, FleetCommand, HostCommand,
+    OrgCommand, ProjectCommand, TokenCommand, VolumesCommand,
 };
 use client::Client;
 use commands::{fleet, observe};
@@ -105,12 +105,15 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             runtime,
             accel,
             sim_boot,
+            tunnel,
+            drain_timeout,
         }) => {
-            let registration = commands::fleet::registration(name, region, cpu, memory)?;
+            let registration = commands::fleet::registration(name, region, cpu, memory, *tunnel)?;
             let choice = fleet::RuntimeChoice {
                 name: runtime,
                 accel,
                 sim_boot,
+                drain_timeout,
             };
             fleet::host(*controller, token.clone(), registration, state_dir, choice)
         }
@@ -178,6 +181,73 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             commands::volumes::destroy(g, &api_client(api)?, id, *yes)
         }
         Command::Hosts { api } => observe::hosts(g, &api_client(api)?),
+        Command::Edge(EdgeCommand::Run {
+            controller,
+            token,
+            name,
+            state_dir,
+            assign_to,
+        }) => commands::endpoints::run_edge(
+            *controller,
+            token.clone(),
+            name,
+            state_dir,
+            assign_to.clone(),
+        ),
+        Command::Endpoints(EndpointsCommand::List { app, env, api }) => {
+            commands::endpoints::list(g, &api_client(api)?, app.clone(), env.clone())
+        }
+        Command::Endpoints(EndpointsCommand::Describe {
+            app,
+            endpoint,
+            env,
+            api,
+        }) => commands::endpoints::describe(g, &api_client(api)?, app, endpoint, env.clone()),
+        Command::Usage { since, api } => commands::endpoints::usage(g, &api_client(api)?, since),
+        Command::Secrets(command) => secrets_command(g, command),
+        Command::Fleet(FleetCommand::RotateKey { state_dir }) => {
+            commands::secrets::rotate_key(g, state_dir)
+        }
+    }
+}
+
+fn secrets_command(g: &cli::Global, command: &cli::SecretsCommand) -> Result<(), CliError> {
+    use cli::SecretsCommand as S;
+    use commands::secrets::{self, ValueSource};
+    let source = |value: &cli::SecretValueArgs, generate: Option<usize>| ValueSource {
+        file: value.from_file.clone(),
+        stdin: value.from_stdin,
+        generate,
+    };
+    match command {
+        S::List { app, env, at } => secrets::list(g, app, env.as_deref(), at.as_deref()),
+        S::Set {
+            app,
+            name,
+            env,
+            value,
+        } => secrets::set(g, app, env.as_deref(), name, &source(value, None), false),
+        S::Unset { app, name, env } => secrets::unset(g, app, env.as_deref(), name),
+        S::Rotate {
+            app,
+            name,
+            env,
+            generate,
+            value,
+        } => secrets::set(
+            g,
+            app,
+            env.as_deref(),
+            name,
+            &source(value, *generate),
+            true,
+        ),
+        S::Preview { app, env, api } => secrets::preview(g, app.as_deref(), env.as_deref(), api),
+        S::Validate {
+            at,
+            identity,
+            state_dir,
+        } => secrets::validate(g, at.as_deref(), identity.as_deref(), state_dir),
     }
 }
 

@@ -8,9 +8,10 @@
 //! interactive session over a WebSocket (stdin, a terminal, resizes), whose
 //! query and messages are documented in [`crate::controller::attach`].
 
+use crate::controller::daemon::now;
 use crate::controller::daemon::Shared;
 use crate::controller::events::{Event, EventFilter};
-use crate::controller::views;
+use crate::controller::{endpoint_views, views};
 use crate::wire::messages::LogLine;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -118,6 +119,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/hosts", get(hosts))
         .route("/v1/logs", get(logs))
         .route("/v1/volumes", get(volumes))
+        .route("/v1/endpoints", get(endpoints))
+        .route("/v1/usage", get(usage))
         .route("/v1/volumes/destroy", post(destroy_volume))
         .route("/v1/exec", post(exec))
         .route("/v1/exec/attach", get(crate::controller::attach::attach))
@@ -530,6 +533,40 @@ async fn exec(
             )
         })??;
     Ok(Json(result))
+}
+
+async fn endpoints(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<AppQuery>,
+) -> ApiResult<Vec<endpoint_views::EndpointView>> {
+    Ok(Json(endpoint_views::endpoints(
+        &shared.lock(),
+        q.app.as_deref(),
+        q.env.as_deref(),
+    )))
+}
+
+/// Query of `/v1/usage`.
+#[derive(Debug, Deserialize)]
+pub struct UsageQuery {
+    /// Window start, Unix ms (default: 30 days ago).
+    pub since: Option<u64>,
+}
+
+async fn usage(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<UsageQuery>,
+) -> ApiResult<endpoint_views::UsageView> {
+    let until = now();
+    let since = q.since.unwrap_or(until.saturating_sub(30 * 24 * 3_600_000));
+    let orgs = shared.lock().usage(since, until).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "E_STORE",
+            crate::controller::error_chain(&e),
+        )
+    })?;
+    Ok(Json(endpoint_views::UsageView { since, until, orgs }))
 }
 
 async fn volumes(

@@ -72,6 +72,8 @@ pub struct Shared {
     pub settings: Settings,
     /// The state directory.
     pub state_dir: PathBuf,
+    /// The fleet's age identities, for secrets ([`crate::controller::delivery`]).
+    pub keyring: std::sync::RwLock<vt_repo::secrets::Keyring>,
 }
 
 impl Shared {
@@ -128,9 +130,11 @@ pub async fn run(
     let store = Store::open(&state_dir.join(STATE_FILE))?;
     let config = Config {
         lost_after: settings.lost_after_ms,
+        pools: settings.pools()?,
         ..Config::default()
     };
     let controller = Controller::open(store, config)?;
+    let keyring = crate::controller::delivery::load_keyring(state_dir).map_err(SetupError::from)?;
     let source = GitSource::open(Location::parse(&settings.repo), &settings.branch, state_dir)?;
 
     let endpoint = crate::wire::server_endpoint(
@@ -170,6 +174,7 @@ pub async fn run(
         tick_kick: Notify::new(),
         settings: settings.clone(),
         state_dir: state_dir.to_path_buf(),
+        keyring: std::sync::RwLock::new(keyring),
     });
     let enroller = Arc::new(crate::wire::Enroller::new(
         ca,
@@ -234,7 +239,8 @@ async fn git_task(shared: Arc<Shared>, source: GitSource) {
                 last_error.clear();
                 let mut controller = shared.lock();
                 if controller.meta().last_seen.as_deref() != Some(head.sha.as_str()) {
-                    let loaded = vt_repo::load(&snapshot);
+                    let mut loaded = vt_repo::load(&snapshot);
+                    crate::controller::delivery::check_commit(&shared, &mut loaded);
                     let outcome = controller.apply_commit(&head, &loaded, now());
                     info!(commit = %head.sha, ?outcome, "applied commit");
                     controller.tick(now());

@@ -48,6 +48,22 @@ pub mod kind {
     pub const ROLLOUT_COMPLETED: &str = "rollout.completed";
     /// A rollout halted at its progress deadline.
     pub const ROLLOUT_HALTED: &str = "rollout.halted";
+    /// An endpoint got its addresses (or an IPv4 address was added).
+    pub const ENDPOINT_ALLOCATED: &str = "endpoint.allocated";
+    /// An endpoint's address was freed (it left the repository, or dropped IPv4).
+    pub const ENDPOINT_RELEASED: &str = "endpoint.released";
+    /// No address could be allocated for an endpoint.
+    pub const ENDPOINT_UNALLOCATED: &str = "endpoint.unallocated";
+    /// An edge listens on an endpoint's addresses.
+    pub const ENDPOINT_LISTENING: &str = "endpoint.listening";
+    /// An edge stopped listening on an endpoint (or could not bind it).
+    pub const ENDPOINT_CLOSED: &str = "endpoint.closed";
+    /// An endpoint has no healthy instance behind it any more, or has one again.
+    pub const ENDPOINT_BACKENDS: &str = "endpoint.backends";
+    /// An edge connected to the controller.
+    pub const EDGE_CONNECTED: &str = "edge.connected";
+    /// An edge's session ended.
+    pub const EDGE_DISCONNECTED: &str = "edge.disconnected";
 }
 
 /// One event.

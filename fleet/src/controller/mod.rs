@@ -2,10 +2,13 @@
 //! hosts. [`core::Controller`] is the logic (no IO but its store); the daemon
 //! around it watches git, serves hosts over QUIC and the HTTP API.
 
+pub mod addresses;
 pub mod api;
 pub mod attach;
 pub mod core;
 pub mod daemon;
+pub mod delivery;
+pub mod endpoint_views;
 pub mod events;
 pub mod git_source;
 pub mod releases;

@@ -5,7 +5,7 @@
 
 use crate::controller::daemon::{now, Shared};
 use crate::controller::error_chain;
-use crate::wire::messages::{ControllerMessage, HostMessage};
+use crate::wire::messages::{ControllerMessage, EdgeMessage, HostMessage};
 use crate::wire::{frame, peer_of, Enroller, PeerId, Role, WireError};
 use std::sync::Arc;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -40,7 +40,7 @@ pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint, enroller: Arc
                     }
                     Ok(Some(peer)) if peer.role == Role::Edge => {
                         let span = info_span!("edge", edge = %peer.name);
-                        edge_session(&shared, &conn).instrument(span).await
+                        edge_session(&shared, &conn, &peer).instrument(span).await
                     }
                     Ok(Some(peer)) => Err(WireError::RoleNotAllowed { peer }),
                     Err(e) => Err(e),
@@ -112,13 +112,10 @@ async fn host_loop(
     loop {
         let assignments = shared.lock().assignments(&peer.name);
         if last_sent.as_ref() != Some(&assignments) {
-            frame::send(
-                send,
-                &ControllerMessage::Assign {
-                    instances: assignments.clone(),
-                },
-            )
-            .await?;
+            // Secrets are opened here, at send time, and kept nowhere.
+            let mut instances = assignments.clone();
+            crate::controller::delivery::deliver(shared, &mut instances);
+            frame::send(send, &ControllerMessage::Assign { instances }).await?;
             last_sent = Some(assignments);
         }
         let queued = std::mem::take(
@@ -170,16 +167,54 @@ async fn host_loop(
     }
 }
 
-/// One edge's session: the routing table, whenever it changes.
-async fn edge_session(shared: &Shared, conn: &quinn::Connection) -> Result<(), WireError> {
-    let (mut send, _recv) = conn.accept_bi().await?;
+/// One edge's session: the routing table out whenever it changes, what the
+/// edge serves (listeners, connections, bytes) in.
+async fn edge_session(
+    shared: &Shared,
+    conn: &quinn::Connection,
+    peer: &PeerId,
+) -> Result<(), WireError> {
+    let (mut send, mut recv) = conn.accept_bi().await?;
+    match frame::recv::<EdgeMessage>(&mut recv).await? {
+        Some(EdgeMessage::Hello { name }) if name == peer.name => {}
+        _ => return Err(WireError::NoMessage),
+    }
+    {
+        let mut controller = shared.lock();
+        controller.edge_connected(&peer.name, now());
+        shared.commit(&mut controller);
+    }
+    let (tx, mut messages) = tokio::sync::mpsc::channel(16);
+    let reader = tokio::spawn(async move {
+        loop {
+            let message = frame::recv::<EdgeMessage>(&mut recv).await;
+            let end = !matches!(message, Ok(Some(_)));
+            if tx.send(message).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let result = edge_loop(shared, &mut send, &mut messages, peer).await;
+    reader.abort();
+    let mut controller = shared.lock();
+    controller.edge_disconnected(&peer.name, now());
+    shared.commit(&mut controller);
+    result
+}
+
+async fn edge_loop(
+    shared: &Shared,
+    send: &mut quinn::SendStream,
+    messages: &mut tokio::sync::mpsc::Receiver<Result<Option<EdgeMessage>, WireError>>,
+    peer: &PeerId,
+) -> Result<(), WireError> {
     let mut changed = shared.changed.subscribe();
     let mut last_sent = None;
     loop {
         let routes = shared.lock().routes();
         if last_sent.as_ref() != Some(&routes) {
             frame::send(
-                &mut send,
+                send,
                 &ControllerMessage::Routes {
                     routes: routes.clone(),
                 },
@@ -187,8 +222,25 @@ async fn edge_session(shared: &Shared, conn: &quinn::Connection) -> Result<(), W
             .await?;
             last_sent = Some(routes);
         }
-        if changed.changed().await.is_err() {
-            return Ok(());
+        tokio::select! {
+            message = messages.recv() => match message.unwrap_or(Ok(None))? {
+                Some(EdgeMessage::Stats { endpoints }) => {
+                    let mut controller = shared.lock();
+                    if controller.edge_report(&peer.name, endpoints, now()) {
+                        shared.commit(&mut controller);
+                    }
+                }
+                Some(EdgeMessage::Hello { .. }) => return Err(WireError::NoMessage),
+                None => {
+                    info!("edge closed its session");
+                    return Ok(());
+                }
+            },
+            changed_result = changed.changed() => {
+                if changed_result.is_err() {
+                    return Ok(());
+                }
+            }
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The controller's state directory: `vt fleet init` creates it, `vt fleet run`
 //! reads it. It holds the fleet CA, the join-token secret, the controller's
-//! own identity, the API token, the webhook secret, `fleet.json` (settings)
-//! and `state.redb`.
+//! own identity, the API token, the webhook secret, the age identities that
+//! open secrets (`age-identities.txt`), `fleet.json` (settings) and
+//! `state.redb`.
 
+use crate::controller::addresses::{BadNetwork, Pools};
 use crate::wire::{FleetCa, Identity, Role, TokenSecret, WireError};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -43,9 +45,15 @@ pub enum SetupError {
         #[source]
         source: serde_json::Error,
     },
+    /// A setting has a value that cannot work.
+    #[error("{0}")]
+    Invalid(String),
     /// Certificates or tokens failed.
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// The fleet's secret keys cannot be read or written.
+    #[error(transparent)]
+    Keys(#[from] vt_repo::secrets::CryptoError),
 }
 
 /// `fleet.json`: what `vt fleet run` needs besides the keys.
@@ -69,6 +77,32 @@ pub struct Settings {
     pub poll_interval_ms: u64,
     /// A host silent this long is lost, milliseconds.
     pub lost_after_ms: u64,
+    /// The IPv6 prefix endpoint addresses come from.
+    #[serde(default = "default_endpoint_prefix")]
+    pub endpoint_prefix: String,
+    /// The IPv4 pool of the IPv4 add-on (none: endpoints get no IPv4 address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_pool: Option<String>,
+}
+
+fn default_endpoint_prefix() -> String {
+    crate::controller::addresses::DEFAULT_V6_PREFIX.to_string()
+}
+
+impl Settings {
+    /// The endpoint address pools, parsed.
+    pub fn pools(&self) -> Result<Pools, SetupError> {
+        let bad = |e: BadNetwork| SetupError::Invalid(format!("fleet.json: {e}"));
+        Ok(Pools {
+            v6: self.endpoint_prefix.parse().map_err(bad)?,
+            v4: self
+                .ipv4_pool
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(bad)?,
+        })
+    }
 }
 
 fn random_hex(bytes: usize) -> Result<String, SetupError> {
@@ -115,6 +149,7 @@ pub fn init(
     TokenSecret::load_or_create(dir)?;
     ca.issue(Role::Controller, "controller", CONTROLLER_CERT_VALIDITY)?
         .save(dir)?;
+    new_secrets_key(dir)?;
     let repo = match std::path::Path::new(repo).canonicalize() {
         Ok(path) if !repo.contains("://") => path.display().to_string(),
         _ => repo.to_string(),
@@ -129,6 +164,8 @@ pub fn init(
         fetch_interval_ms: 5_000,
         poll_interval_ms: 30_000,
         lost_after_ms: 10_000,
+        endpoint_prefix: default_endpoint_prefix(),
+        ipv4_pool: None,
     };
     let json = serde_json::to_string_pretty(&settings).map_err(|source| SetupError::Settings {
         path: dir.join(SETTINGS_FILE),
@@ -136,6 +173,15 @@ pub fn init(
     })?;
     write_private(&dir.join(SETTINGS_FILE), &json)?;
     Ok(settings)
+}
+
+/// Adds a new age identity to the fleet's identity file (the old ones stay,
+/// so secrets encrypted to them still open) and returns its recipient.
+pub fn new_secrets_key(dir: &Path) -> Result<String, SetupError> {
+    let key = vt_repo::secrets::crypto::NewKey::generate();
+    let created = vt_repo::secrets::edit::rfc3339(crate::controller::daemon::now() / 1000);
+    key.append_to(&crate::controller::delivery::identities_path(dir), &created)?;
+    Ok(key.recipient)
 }
 
 /// Reads `fleet.json`.

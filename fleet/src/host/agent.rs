@@ -4,34 +4,28 @@
 
 use crate::controller::daemon::now;
 use crate::controller::error_chain;
+use crate::host::drain::Drainer;
+use crate::host::tunnel::{self, Targets};
 use crate::host::Runtime;
 use crate::wire::messages::{
     ControllerMessage, ExecCommand, ExecEvent, HostMessage, HostRegistration,
 };
-use crate::wire::{self, frame, CaCert, Identity, Role, WireError, CONTROLLER_SERVER_NAME};
+use crate::wire::{self, frame, node_identity, NodeError, Role, WireError, CONTROLLER_SERVER_NAME};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, info_span, warn, Instrument};
 
 /// Agent failures that stop it.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// No certificate yet and no join token to get one.
-    #[error("this host has no fleet certificate in {0}: pass --token with a join token from `vt fleet token create --role host`")]
-    NoToken(PathBuf),
-    /// Enrolment or TLS setup failed.
+    /// Enrolment, the certificate or TLS setup failed.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The QUIC endpoints cannot be set up.
     #[error(transparent)]
     Wire(#[from] WireError),
-    /// The state directory cannot be created.
-    #[error("cannot create {path}")]
-    Io {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// What `vt host run` was told.
@@ -45,29 +39,11 @@ pub struct AgentOptions {
     pub registration: HostRegistration,
     /// Where the certificate lives.
     pub state_dir: PathBuf,
-}
-
-/// Loads the host's certificate, enrolling with the token the first time.
-pub async fn identity(opts: &AgentOptions) -> Result<(Identity, CaCert), AgentError> {
-    std::fs::create_dir_all(&opts.state_dir).map_err(|source| AgentError::Io {
-        path: opts.state_dir.clone(),
-        source,
-    })?;
-    if let (Ok(identity), Ok(ca)) = (
-        Identity::load(&opts.state_dir),
-        CaCert::load(&opts.state_dir),
-    ) {
-        return Ok((identity, ca));
-    }
-    let token = opts
-        .token
-        .as_deref()
-        .ok_or_else(|| AgentError::NoToken(opts.state_dir.clone()))?;
-    let enrolment =
-        wire::enroll(opts.controller, token, Role::Host, &opts.registration.name).await?;
-    enrolment.save(&opts.state_dir)?;
-    info!(name = %opts.registration.name, "enrolled with the fleet");
-    Ok((enrolment.identity, enrolment.ca))
+    /// Where edges reach this host's tunnel server (bound and advertised);
+    /// none: the host takes no endpoint traffic.
+    pub tunnel: Option<SocketAddr>,
+    /// How long a stopped instance keeps its open tunnelled connections.
+    pub drain_timeout: Duration,
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -76,7 +52,23 @@ pub async fn run(
     mut runtime: Box<dyn Runtime>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let (identity, ca) = identity(&opts).await?;
+    let (identity, ca) = node_identity(
+        &opts.state_dir,
+        opts.controller,
+        opts.token.as_deref(),
+        Role::Host,
+        &opts.registration.name,
+    )
+    .await?;
+    let targets = Arc::new(Targets::default());
+    let tunnel_server = match opts.tunnel {
+        Some(addr) => {
+            let server = wire::server_endpoint(addr, &identity, &ca, wire::ClientAuth::Required)?;
+            info!(%addr, "tunnel server listening for edges");
+            Some(tokio::spawn(tunnel::serve(server, targets.clone())))
+        }
+        None => None,
+    };
     let bind: SocketAddr = if opts.controller.is_ipv6() {
         "[::]:0"
     } else {
@@ -90,7 +82,7 @@ pub async fn run(
         let mut backoff = Duration::from_millis(100);
         loop {
             let span = info_span!("session", host = %name, controller = %opts.controller);
-            match session(&endpoint, &opts, runtime.as_mut())
+            match session(&endpoint, &opts, runtime.as_mut(), &targets)
                 .instrument(span)
                 .await
             {
@@ -119,6 +111,9 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     endpoint.close(0u32.into(), b"host stopping");
+    if let Some(server) = tunnel_server {
+        server.abort();
+    }
     Ok(())
 }
 
@@ -126,6 +121,7 @@ async fn session(
     endpoint: &quinn::Endpoint,
     opts: &AgentOptions,
     runtime: &mut dyn Runtime,
+    targets: &Targets,
 ) -> Result<(), WireError> {
     let conn = wire::connect(endpoint, opts.controller, CONTROLLER_SERVER_NAME).await?;
     let (mut send, mut recv) = conn.open_bi().await?;
@@ -164,6 +160,9 @@ async fn session(
         }
     });
     let mut poll = tokio::time::interval(Duration::from_millis(50));
+    // What the controller last assigned, and what was applied after draining.
+    let mut drainer = Drainer::new(opts.drain_timeout.as_millis() as u64);
+    let (mut wanted, mut applied) = (Vec::new(), Vec::new());
     let mut last_report = tokio::time::Instant::now();
     let result = loop {
         let mut report_now = false;
@@ -203,7 +202,9 @@ async fn session(
                     report_now = true;
                 }
                 Ok(Some(ControllerMessage::Assign { instances })) => {
-                    runtime.apply(&instances, now());
+                    wanted = instances;
+                    applied = drainer.filter(&wanted, &applied, |id| targets.open(id), now());
+                    runtime.apply(&applied, now());
                     report_now = true;
                 }
                 Ok(Some(_)) => {}
@@ -211,14 +212,24 @@ async fn session(
                 Err(e) => break Err(e),
             },
             _ = poll.tick() => {
+                if drainer.is_holding() {
+                    let before = drainer.draining();
+                    applied = drainer.filter(&wanted, &applied, |id| targets.open(id), now());
+                    if drainer.draining() != before {
+                        info!(draining = ?drainer.draining(), "drained instances stop");
+                        runtime.apply(&applied, now());
+                    }
+                }
                 report_now = runtime.poll(now()) || last_report.elapsed() >= heartbeat;
             }
         }
         if report_now {
+            let instances = runtime.report();
+            targets.update(&instances, &drainer.draining());
             if let Err(e) = frame::send(
                 &mut send,
                 &HostMessage::Report {
-                    instances: runtime.report(),
+                    instances,
                     volumes: runtime.volumes(),
                 },
             )

@@ -107,29 +107,7 @@ impl Runtime for SimRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::WorkloadKey;
-
-    fn assignment(id: &str, desire: Desire) -> Assignment {
-        let spec = serde_json::from_value(serde_json::json!({
-            "image": "web:1", "command": [], "args": [], "env": {}, "cpu": "250m", "memory": "256Mi",
-            "instances": 1, "regions": ["local"], "ports": [], "endpoints": [], "volumes": [], "secrets": [],
-            "health": null,
-            "rollout": {"strategy": "rolling", "max_surge": 1, "max_unavailable": 0, "progress_deadline": "5m"}
-        }))
-        .expect("spec");
-        Assignment {
-            id: id.into(),
-            key: WorkloadKey {
-                app_id: "a".into(),
-                env_id: "e".into(),
-            },
-            name: "x".into(),
-            release: 1,
-            spec,
-            slot: None,
-            desire,
-        }
-    }
+    use crate::host::runtime::testing::assignment;
 
     #[test]
     fn instances_boot_then_stop_and_are_forgotten() {

@@ -75,7 +75,7 @@ use vt_repo::EffectiveSpec;
 pub type Millis = u64;
 
 /// Identifies a workload, one env of one app, by stable IDs.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct WorkloadKey {
     /// App ID (`app_…`).
     pub app_id: String,

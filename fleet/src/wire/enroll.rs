@@ -397,3 +397,57 @@ mod tests {
         assert!(matches!(err, WireError::InvalidName(_)), "{err}");
     }
 }
+
+/// Why a node (host or edge) has no certificate to start with.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// No certificate yet and no join token to get one.
+    #[error("this {role} has no fleet certificate in {dir}: pass --token with a join token from `vt fleet token create --role {role}`")]
+    NoToken {
+        /// The state directory.
+        dir: std::path::PathBuf,
+        /// What the node is.
+        role: Role,
+    },
+    /// The state directory cannot be created.
+    #[error("cannot create {dir}")]
+    StateDir {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Enrolment failed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+/// A node's certificate and the fleet CA from `state_dir`, enrolling with
+/// `token` the first time (the result is saved there).
+pub async fn node_identity(
+    state_dir: &std::path::Path,
+    controller: SocketAddr,
+    token: Option<&str>,
+    role: Role,
+    name: &str,
+) -> Result<(super::Identity, super::CaCert), NodeError> {
+    std::fs::create_dir_all(state_dir).map_err(|source| NodeError::StateDir {
+        dir: state_dir.to_path_buf(),
+        source,
+    })?;
+    if let (Ok(identity), Ok(ca)) = (
+        super::Identity::load(state_dir),
+        super::CaCert::load(state_dir),
+    ) {
+        return Ok((identity, ca));
+    }
+    let token = token.ok_or_else(|| NodeError::NoToken {
+        dir: state_dir.to_path_buf(),
+        role,
+    })?;
+    let enrolment = enroll(controller, token, role, name).await?;
+    enrolment.save(state_dir)?;
+    tracing::info!(%role, %name, "enrolled with the fleet");
+    Ok((enrolment.identity, enrolment.ca))
+}

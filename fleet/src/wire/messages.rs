@@ -6,6 +6,7 @@
 
 use crate::plan::{Phase, WorkloadKey};
 use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
 use vt_repo::EffectiveSpec;
 
 /// What a host is.
@@ -19,6 +20,9 @@ pub struct HostRegistration {
     pub cpu: u32,
     /// Memory it offers to instances, in bytes.
     pub memory: u64,
+    /// Where edges open tunnel streams to it (QUIC), if it accepts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<SocketAddr>,
 }
 
 /// A host's report of one instance.
@@ -105,6 +109,25 @@ pub struct Assignment {
     pub slot: Option<u32>,
     /// Run or stop.
     pub desire: Desire,
+    /// The secret files of the release, decrypted by the controller's session
+    /// layer when it sends the assignment (the controller's records hold
+    /// none); the host hands them to the guest and writes none to its disk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<DeliveredSecret>,
+}
+
+/// A secret file for an instance, in clear, on the mutual-TLS session only.
+/// `Debug` shows no content (see [`vt_init::protocol::Bytes`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveredSecret {
+    /// Secret name.
+    pub name: String,
+    /// Version.
+    pub version: u64,
+    /// Absolute path in the guest.
+    pub path: String,
+    /// The value.
+    pub content: vt_init::protocol::Bytes,
 }
 
 /// Controller → host.
@@ -149,6 +172,10 @@ pub struct Route {
     pub ipv4: bool,
     /// Whether to send a PROXY v2 header.
     pub proxy_protocol: bool,
+    /// The addresses to listen on: the endpoint's IPv6 address, and its IPv4
+    /// one with the add-on. Empty until the controller allocated them.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
     /// Healthy backends.
     pub backends: Vec<Backend>,
 }
@@ -162,6 +189,62 @@ pub struct Backend {
     pub host: String,
     /// Port inside the guest.
     pub port: u16,
+    /// The host's tunnel address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<SocketAddr>,
+}
+
+/// Edge → controller, on the stream the edge opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EdgeMessage {
+    /// First message: who is there.
+    Hello {
+        /// Edge name, as in its certificate.
+        name: String,
+    },
+    /// What the edge serves, sent on change and every few seconds.
+    Stats {
+        /// One entry per endpoint the edge knows.
+        endpoints: Vec<EndpointStats>,
+    },
+}
+
+/// One endpoint as one edge serves it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointStats {
+    /// Workload.
+    pub key: WorkloadKey,
+    /// Endpoint name.
+    pub endpoint: String,
+    /// Addresses (with port) the edge listens on.
+    pub listening: Vec<String>,
+    /// Why a listener could not be bound, if one could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_error: Option<String>,
+    /// Connections that found no instance to go to.
+    pub refused: u64,
+    /// Per instance behind the endpoint.
+    pub backends: Vec<BackendStats>,
+}
+
+/// Traffic to one instance through one edge.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendStats {
+    /// Instance ID.
+    pub instance: String,
+    /// Host name.
+    pub host: String,
+    /// Connections open now.
+    pub open: u64,
+    /// Connections since the edge started.
+    pub total: u64,
+    /// Bytes from clients to the instance.
+    pub bytes_in: u64,
+    /// Bytes from the instance to clients.
+    pub bytes_out: u64,
+    /// Tunnel streams that failed (host unreachable, refused, reset).
+    pub errors: u64,
 }
 
 /// Controller → host, on a stream the controller opens: run a command in an

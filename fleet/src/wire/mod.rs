@@ -8,6 +8,8 @@
 //!   CA alone; [`peer_of`] and [`require_peer`] tell a server who is connected.
 //! - [`frame`] carries JSON messages on QUIC streams; [`messages`] are what the controller,
 //!   hosts and edges say with them.
+//! - [`tunnel`] is the edge → host stream header; [`proxy_v2`] the PROXY protocol v2
+//!   header a host writes to an app.
 
 mod ca;
 mod endpoint;
@@ -18,8 +20,10 @@ pub mod frame;
 pub mod messages;
 mod peer;
 mod pin;
+pub mod proxy_v2;
 mod role;
 mod token;
+pub mod tunnel;
 
 #[cfg(test)]
 mod testkit;
@@ -31,7 +35,10 @@ pub use endpoint::{
     client_endpoint, connect, server_endpoint, ClientAuth, ALPN, IDLE_TIMEOUT, KEEP_ALIVE,
     MAX_STREAMS,
 };
-pub use enroll::{enroll, EnrollRequest, EnrollResponse, Enroller, Enrolment, ENROL_TIMEOUT};
+pub use enroll::{
+    enroll, node_identity, EnrollRequest, EnrollResponse, Enroller, Enrolment, NodeError,
+    ENROL_TIMEOUT,
+};
 pub use error::WireError;
 pub use peer::{peer_id_from_cert, peer_of, require_peer};
 pub use role::{validate_name, PeerId, Role, CONTROLLER_SERVER_NAME};

@@ -71,7 +71,7 @@ prop_compose! {
             endpoints: Some(vec![endpoint]),
             ports: Some(ports),
             volumes: volume_gib.map(|g| vec![Volume { name: "data".into(), size: ByteSize(g << 30), mount: "/data".into() }]),
-            secrets: Some(vec![SecretRef { name: "DB_URL".into(), path: "/run/secrets/db".into() }]),
+            secrets: Some(vec![SecretRef { name: "DB_URL".into(), path: "/run/secrets/db".into(), ..SecretRef::default() }]),
             health,
             rollout: Some(Rollout {
                 strategy: Some(if immediate { s::Strategy::Immediate } else { s::Strategy::Rolling }),
@@ -100,6 +100,13 @@ proptest! {
         let state = load(&snapshot(&files)).state;
         let created = vt_repo::write::create_app(root, &state, "web", None, spec.clone()).expect("create");
         vt_repo::write::create_env(root, &load(&Snapshot::from_dir(root).expect("read")).state, "prod", None, Spec::default()).expect("env");
+        // The app references secret DB_URL: the env's secrets file has it.
+        let key = vt_repo::secrets::crypto::NewKey::generate();
+        let mut secrets = vt_repo::secrets::SecretsFile::default();
+        let value = vt_repo::secrets::SecretValue::new(b"postgres://".to_vec());
+        vt_repo::secrets::edit::set(&mut secrets, "DB_URL", &value, &[key.recipient], &Default::default()).expect("seal");
+        let text = vt_repo::secrets::edit::to_text(&secrets, "acme/shop/web/prod");
+        vt_repo::secrets::edit::write_file(root, "orgs/acme/shop/web/envs/prod.secrets.yaml", &text).expect("write secrets");
 
         let loaded = load(&Snapshot::from_dir(root).expect("read"));
         prop_assert_eq!(&loaded.diagnostics, &vec![]);

@@ -361,6 +361,7 @@ fn a_vm_restarted_in_place_is_not_replaced_and_halts_the_rollout_as_still_starti
             region: "local".into(),
             cpu: 4_000,
             memory: 8 * GI,
+            tunnel: None,
         },
         now,
     );

@@ -27,7 +27,7 @@ fn setup_error(e: setup::SetupError) -> CliError {
     CliError::new(exit, "E_FLEET_STATE", chain(&e))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Runtime::new().map_err(|e| {
         CliError::new(
             Exit::Failure,
@@ -38,7 +38,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.
-async fn ctrl_c() {
+pub(crate) async fn ctrl_c() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -62,6 +62,10 @@ struct Initialized {
     quic: SocketAddr,
     controller: String,
     token: String,
+    /// The fleet's age recipient for secrets.
+    recipient: String,
+    /// Whether it was written into the repository's vt.yaml.
+    vt_yaml_updated: bool,
 }
 
 /// `vt fleet init`.
@@ -74,6 +78,8 @@ pub fn init(
     http: SocketAddr,
 ) -> Result<(), CliError> {
     let settings = setup::init(state_dir, repo, branch, quic, http).map_err(setup_error)?;
+    let (recipient, vt_yaml_updated) =
+        crate::commands::secrets::publish_recipient(state_dir, &settings.repo)?;
     let done = Initialized {
         state_dir: state_dir.display().to_string(),
         repo: settings.repo.clone(),
@@ -81,10 +87,20 @@ pub fn init(
         quic: settings.quic,
         controller: format!("http://{}", settings.http),
         token: settings.api_token.clone(),
+        recipient,
+        vt_yaml_updated,
     };
     output::print(global.output, &done, |s| {
+        let secrets = if done.vt_yaml_updated {
+            format!(
+                "secrets:         encrypted to {} (written to vt.yaml: commit it)\n",
+                done.recipient
+            )
+        } else {
+            format!("secrets:         encrypted to {} (add it to vt.yaml as `secrets: {{recipients: [{}]}}`)\n", done.recipient, done.recipient)
+        };
         format!(
-            "{} fleet in {} tracking {} ({})\nstart it:        vt fleet run --state-dir {}\njoin a host:     vt fleet token create --role host --state-dir {}\nuse the CLI:     export VT_CONTROLLER={} VT_TOKEN={}\n",
+            "{} fleet in {} tracking {} ({})\nstart it:        vt fleet run --state-dir {}\njoin a host:     vt fleet token create --role host --state-dir {}\nuse the CLI:     export VT_CONTROLLER={} VT_TOKEN={}\n{secrets}",
             s.green("created"),
             done.state_dir,
             done.repo,
@@ -157,6 +173,8 @@ pub struct RuntimeChoice<'a> {
     pub accel: &'a str,
     /// Boot time of simulated instances (sim).
     pub sim_boot: &'a str,
+    /// How long stopped instances keep their endpoint connections.
+    pub drain_timeout: &'a str,
 }
 
 fn accel(
@@ -203,6 +221,8 @@ pub fn host(
     state_dir: &Path,
     choice: RuntimeChoice<'_>,
 ) -> Result<(), CliError> {
+    let drain = vt_repo::Duration::parse(choice.drain_timeout)
+        .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", format!("--drain-timeout: {e}")))?;
     let tokio = runtime()?;
     let rt: Box<dyn vt_fleet::host::Runtime> = match choice.name {
         "sim" => {
@@ -243,8 +263,10 @@ pub fn host(
     let opts = AgentOptions {
         controller,
         token,
+        tunnel: registration.tunnel,
         registration,
         state_dir: state_dir.to_path_buf(),
+        drain_timeout: std::time::Duration::from_millis(drain.0),
     };
     tokio
         .block_on(agent::run(opts, rt, ctrl_c()))
@@ -288,7 +310,15 @@ pub fn registration(
     region: &str,
     cpu: &str,
     memory: &str,
+    tunnel: Option<SocketAddr>,
 ) -> Result<HostRegistration, CliError> {
+    if tunnel.is_some_and(|t| t.ip().is_unspecified()) {
+        return Err(CliError::new(
+            Exit::Usage,
+            "E_USAGE",
+            "--tunnel: edges connect to this address, so it must be a concrete one, not `[::]` or `0.0.0.0`",
+        ));
+    }
     let usage =
         |flag: &str, e: String| CliError::new(Exit::Usage, "E_USAGE", format!("--{flag}: {e}"));
     vt_fleet::wire::validate_name(name).map_err(|e| usage("name", e.to_string()))?;
@@ -299,5 +329,6 @@ pub fn registration(
         memory: vt_repo::ByteSize::parse(memory)
             .map_err(|e| usage("memory", e))?
             .0,
+        tunnel,
     })
 }

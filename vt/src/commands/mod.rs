@@ -3,11 +3,13 @@
 
 pub mod attach;
 pub mod create;
+pub mod endpoints;
 pub mod fleet;
 pub mod init;
 pub mod observe;
 pub mod read;
 pub mod schema;
+pub mod secrets;
 pub mod volumes;
 
 use crate::cli::Global;

@@ -86,7 +86,8 @@ pub enum NetError {
     Missing(#[source] std::io::Error),
 }
 
-fn ip(args: &[&str]) -> Result<(), NetError> {
+/// Runs `ip` with `args` (iproute2), its stderr in the error.
+pub fn ip(args: &[&str]) -> Result<(), NetError> {
     let out = Command::new("ip")
         .args(args)
         .output()

@@ -101,7 +101,11 @@ impl Runtime for MicrovmRuntime {
                         h.stop();
                     }
                 }
-                Desire::Run => {}
+                Desire::Run => {
+                    if let Some(h) = self.instances.get(&a.id) {
+                        h.update_secrets(&a.secrets);
+                    }
+                }
             }
         }
         for (id, h) in &self.instances {

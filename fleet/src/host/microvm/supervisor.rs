@@ -11,7 +11,7 @@ use crate::host::microvm::launch::{disk_device, vcpus, Accel, LaunchSpec};
 use crate::host::microvm::logfile::{LogFile, MAX_LOG_BYTES};
 use crate::host::microvm::network::{self, Addressing};
 use crate::plan::{Millis, Phase};
-use crate::wire::messages::{Assignment, ExecCommand, ExecEvent, LogLine};
+use crate::wire::messages::{Assignment, DeliveredSecret, ExecCommand, ExecEvent, LogLine};
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
@@ -103,12 +103,27 @@ pub struct Handle {
     pub status: Arc<Mutex<Status>>,
     stop: watch::Sender<bool>,
     jobs: mpsc::UnboundedSender<ExecJob>,
+    /// The secret files the instance should have (memory only).
+    secrets: watch::Sender<Vec<DeliveredSecret>>,
 }
 
 impl Handle {
     /// Asks the instance to stop (idempotent).
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// New secret files for the instance (a release that only changes
+    /// secrets declared `on_change: signal`): the running guest gets them and
+    /// the app its signal; a VM restarted later boots with them.
+    pub fn update_secrets(&self, secrets: &[DeliveredSecret]) {
+        self.secrets.send_if_modified(|current| {
+            let changed = current.as_slice() != secrets;
+            if changed {
+                *current = secrets.to_vec();
+            }
+            changed
+        });
     }
 
     /// Queues a command; it runs once the app has started.
@@ -136,9 +151,20 @@ pub fn spawn(ctx: Arc<Context>, assignment: Assignment) -> Handle {
     }));
     let (stop, stop_rx) = watch::channel(false);
     let (jobs, jobs_rx) = mpsc::unbounded_channel();
+    let (secrets, secrets_rx) = watch::channel(assignment.secrets.clone());
     let span = info_span!("instance", instance = %assignment.id, app = %assignment.name, release = assignment.release);
-    tokio::spawn(supervise(ctx, assignment, status.clone(), stop_rx, jobs_rx).instrument(span));
-    Handle { status, stop, jobs }
+    let channels = Channels {
+        stop: stop_rx,
+        jobs: jobs_rx,
+        secrets: secrets_rx,
+    };
+    tokio::spawn(supervise(ctx, assignment, status.clone(), channels).instrument(span));
+    Handle {
+        status,
+        stop,
+        jobs,
+        secrets,
+    }
 }
 
 fn set(status: &Mutex<Status>, phase: Phase, detail: Option<String>) {
@@ -160,13 +186,60 @@ struct Prepared {
     setup: guest::Setup,
 }
 
+/// What a supervisor is told while it runs.
+struct Channels {
+    stop: watch::Receiver<bool>,
+    jobs: mpsc::UnboundedReceiver<ExecJob>,
+    secrets: watch::Receiver<Vec<DeliveredSecret>>,
+}
+
+/// The guest's secret files for the delivered secrets: read-only for the
+/// app's user, in memory (the guest puts them on a tmpfs).
+fn secret_files(secrets: &[DeliveredSecret], uid: u32, gid: u32) -> Vec<guest::SecretFile> {
+    secrets
+        .iter()
+        .map(|s| guest::SecretFile {
+            path: s.path.clone(),
+            content_b64: s.content.clone(),
+            mode: 0o400,
+            uid,
+            gid,
+        })
+        .collect()
+}
+
+/// The files of `new` that differ from `old`, and the signals their
+/// secrets' `on_change: signal` asks for (each once, in spec order).
+fn secret_update(
+    a: &Assignment,
+    old: &[DeliveredSecret],
+    new: &[DeliveredSecret],
+) -> (Vec<DeliveredSecret>, Vec<i32>) {
+    let changed: Vec<DeliveredSecret> = new.iter().filter(|s| !old.contains(s)).cloned().collect();
+    let mut signals = Vec::new();
+    for secret in &a.spec.secrets {
+        if changed.iter().any(|c| c.name == secret.name) {
+            if let Some(signal) = secret.signal_number() {
+                if !signals.contains(&signal) {
+                    signals.push(signal);
+                }
+            }
+        }
+    }
+    (changed, signals)
+}
+
 async fn supervise(
     ctx: Arc<Context>,
     a: Assignment,
     status: Arc<Mutex<Status>>,
-    mut stop: watch::Receiver<bool>,
-    mut jobs: mpsc::UnboundedReceiver<ExecJob>,
+    channels: Channels,
 ) {
+    let Channels {
+        mut stop,
+        mut jobs,
+        mut secrets,
+    } = channels;
     let prepared = tokio::select! {
         p = prepare(&ctx, &a, &status) => p,
         _ = stop.changed() => Err("stopped before it started".to_string()),
@@ -190,7 +263,12 @@ async fn supervise(
     }
     let mut restarts = 0u32;
     loop {
-        match run_vm(&ctx, &a, &prepared, &status, &mut stop, &mut jobs).await {
+        let mut io = VmIo {
+            stop: &mut stop,
+            jobs: &mut jobs,
+            secrets: &mut secrets,
+        };
+        match run_vm(&ctx, &a, &prepared, &status, &mut io).await {
             Ok(()) => {
                 set(&status, Phase::Stopped, Some("stopped".into()));
                 break;
@@ -399,15 +477,26 @@ fn fs_free(path: &Path) -> Option<u64> {
         .ok()
 }
 
+/// The channels a running VM's loop listens to.
+struct VmIo<'a> {
+    stop: &'a mut watch::Receiver<bool>,
+    jobs: &'a mut mpsc::UnboundedReceiver<ExecJob>,
+    secrets: &'a mut watch::Receiver<Vec<DeliveredSecret>>,
+}
+
 /// Boots the VM and runs it until it is stopped (`Ok`) or dies (`Err`).
 async fn run_vm(
     ctx: &Context,
     a: &Assignment,
     p: &Prepared,
     status: &Mutex<Status>,
-    stop: &mut watch::Receiver<bool>,
-    jobs: &mut mpsc::UnboundedReceiver<ExecJob>,
+    io: &mut VmIo<'_>,
 ) -> Result<(), String> {
+    let VmIo {
+        stop,
+        jobs,
+        secrets,
+    } = io;
     std::fs::create_dir_all(&p.dir)
         .map_err(|e| format!("cannot create {}: {e}", p.dir.display()))?;
     let channel = p.dir.join("channel.sock");
@@ -484,8 +573,12 @@ async fn run_vm(
             ))
         }
     }
-    let setup =
-        guest::encode(&HostToGuest::Setup(Box::new(p.setup.clone()))).map_err(|e| e.to_string())?;
+    // The secrets as they are now: a VM restarted after an in-place secret
+    // change boots with the new versions.
+    let mut delivered = secrets.borrow_and_update().clone();
+    let mut setup = p.setup.clone();
+    setup.secrets = secret_files(&delivered, setup.uid, setup.gid);
+    let setup = guest::encode(&HostToGuest::Setup(Box::new(setup))).map_err(|e| e.to_string())?;
     write
         .write_all(&setup)
         .await
@@ -535,6 +628,19 @@ async fn run_vm(
                     }
                 }
                 sessions.insert(id, (job.events, interactive));
+            }
+            Ok(()) = secrets.changed(), if started => {
+                let new = secrets.borrow_and_update().clone();
+                let (changed, signals) = secret_update(a, &delivered, &new);
+                let names: Vec<String> = changed.iter().map(|s| format!("{} v{}", s.name, s.version)).collect();
+                info!(secrets = ?names, ?signals, "updating secret files in the guest");
+                let frame = HostToGuest::UpdateSecrets { secrets: secret_files(&changed, p.setup.uid, p.setup.gid), signals };
+                if let Ok(bytes) = guest::encode(&frame) {
+                    if write.write_all(&bytes).await.is_err() {
+                        warn!("cannot send new secrets: the guest channel is closed");
+                    }
+                }
+                delivered = new;
             }
             Some((id, input)) = tokio_stream::StreamExt::next(&mut inputs), if !inputs.is_empty() => {
                 if let Ok(bytes) = guest::encode(&input_frame(id, input)) {
@@ -609,6 +715,9 @@ async fn run_vm(
                             }
                             None => {}
                         }
+                    }
+                    Ok(GuestToHost::SecretsUpdated { files, signalled }) => {
+                        info!(files, ?signalled, "the guest rewrote secret files and signalled the app");
                     }
                     Ok(GuestToHost::Error { message, .. }) => {
                         warn!(%message, "guest error");

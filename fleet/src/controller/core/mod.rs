@@ -3,6 +3,7 @@
 //! (`super::daemon`) and the simulator drive the same [`Controller`], passing
 //! `now` in. State lives in memory and is written through to the [`Store`].
 
+use crate::controller::addresses::{EndpointAddress, Pools};
 use crate::controller::events::{self, kind, Event, EventFilter, Retention};
 use crate::controller::releases::{plan_releases, CommitInfo, Release};
 use crate::controller::store::{Batch, Store, StoreError};
@@ -11,12 +12,17 @@ use crate::plan::{
     self, Action, Desired, Host, HostStatus, Instance, Millis, Observed, Phase, RolloutState,
     RolloutStatus, Workload, WorkloadKey,
 };
-use crate::wire::messages::{Assignment, Backend, Desire, HostRegistration, InstanceReport, Route};
+use crate::wire::messages::{Assignment, Desire, HostRegistration, InstanceReport};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use tracing::{info, info_span, warn};
 use vt_repo::Loaded;
+
+mod endpoints;
+mod secrets;
+pub use endpoints::EdgeState;
+pub use secrets::{SealedSecret, SECRETS_SIGNALLED};
 
 /// Settings of the controller's core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +33,8 @@ pub struct Config {
     pub heartbeat: Millis,
     /// Stopped and failed instances are forgotten after this long.
     pub forget_after: Millis,
+    /// Where endpoint addresses come from.
+    pub pools: Pools,
 }
 
 impl Default for Config {
@@ -35,6 +43,7 @@ impl Default for Config {
             lost_after: 10_000,
             heartbeat: 1_000,
             forget_after: 600_000,
+            pools: Pools::default(),
         }
     }
 }
@@ -48,6 +57,9 @@ pub struct HostRecord {
     pub registered: Millis,
     /// When it was last heard from.
     pub last_seen: Millis,
+    /// Where edges reach it with tunnel streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<std::net::SocketAddr>,
 }
 
 /// An instance as the controller records it.
@@ -128,6 +140,12 @@ pub struct Controller {
     host_volumes: BTreeMap<String, Vec<crate::wire::messages::VolumeReport>>,
     /// Unknown instances already reported, so each gets one event.
     unknown_seen: BTreeSet<String>,
+    /// Endpoint addresses, by `<app id>/<env id>/<endpoint>`.
+    addresses: BTreeMap<String, EndpointAddress>,
+    /// Sequence number of the next IPv4 usage record.
+    next_usage: u64,
+    /// Edges connected now.
+    edges: BTreeMap<String, EdgeState>,
     batch: Batch,
     new_events: Vec<Event>,
 }
@@ -190,7 +208,18 @@ impl Controller {
             .into_iter()
             .map(|(_, v)| v)
             .collect();
+        let addresses: BTreeMap<String, EndpointAddress> = store
+            .scan::<EndpointAddress>("addr/")?
+            .into_iter()
+            .map(|(_, a)| (a.id(), a))
+            .collect();
+        let next_usage = store
+            .scan::<crate::controller::addresses::UsageRecord>("usage/")?
+            .len() as u64;
         Ok(Controller {
+            addresses,
+            next_usage,
+            edges: BTreeMap::new(),
             store,
             config,
             meta,
@@ -320,7 +349,8 @@ impl Controller {
                     .fields(json!({"commit": commit.sha, "spec_hash": release.spec_hash, "diff": release.diff})),
             );
             made.push((release.name.clone(), release.number));
-            self.adopt_on_scale(&release);
+            self.keep_sealed(&release, loaded);
+            self.adopt_on_scale(&release, now);
             self.releases.insert(release.key.clone(), release);
         }
         for key in &plan.removed {
@@ -347,6 +377,7 @@ impl Controller {
             .cloned()
             .collect();
         self.batch.put(ACTIVE, &self.active);
+        self.reconcile_addresses(now);
         self.retention = loaded
             .state
             .orgs
@@ -394,11 +425,10 @@ impl Controller {
 
     /// A release that only changes `instances` runs the same thing as the one
     /// before: its live instances move to it instead of being replaced.
-    fn adopt_on_scale(&mut self, release: &Release) {
-        let scale_only = release.number > 1
-            && !release.diff.is_empty()
-            && release.diff.iter().all(|d| d.path == "instances");
-        if !scale_only {
+    /// (The same for a release that only changes versions of secrets
+    /// declared `on_change: signal`: see [`Controller::runs_in_place`].)
+    fn adopt_on_scale(&mut self, release: &Release, now: Millis) {
+        if !self.runs_in_place(release, now) {
             return;
         }
         let previous = release.number - 1;
@@ -437,6 +467,7 @@ impl Controller {
             },
             registered,
             last_seen: now,
+            tunnel: reg.tunnel,
         };
         self.batch.put(format!("host/{}", reg.name), &record);
         self.hosts.insert(reg.name.clone(), record);
@@ -989,6 +1020,7 @@ impl Controller {
                     spec,
                     slot: i.instance.slot,
                     desire,
+                    secrets: Vec::new(),
                 })
             })
             .collect()
@@ -1004,49 +1036,6 @@ impl Controller {
                 .flatten()
                 .map(|r| r.spec),
         }
-    }
-
-    /// The routing table: every endpoint of every active workload with its healthy instances.
-    pub fn routes(&self) -> Vec<Route> {
-        let mut routes = Vec::new();
-        for key in &self.active {
-            let Some(release) = self.releases.get(key) else {
-                continue;
-            };
-            for ep in &release.spec.endpoints {
-                let port = release
-                    .spec
-                    .ports
-                    .iter()
-                    .find(|p| p.name == ep.target)
-                    .map_or(0, |p| p.port);
-                let backends = self
-                    .instances
-                    .values()
-                    .filter(|i| &i.instance.key == key && i.instance.phase == Phase::Healthy)
-                    .filter(|i| {
-                        self.hosts
-                            .get(&i.instance.host)
-                            .is_some_and(|h| h.host.status == HostStatus::Ready)
-                    })
-                    .map(|i| Backend {
-                        instance: i.instance.id.clone(),
-                        host: i.instance.host.clone(),
-                        port,
-                    })
-                    .collect();
-                routes.push(Route {
-                    name: release.name.clone(),
-                    key: key.clone(),
-                    endpoint: ep.name.clone(),
-                    port: ep.port,
-                    ipv4: ep.ipv4,
-                    proxy_protocol: ep.proxy_protocol.is_some(),
-                    backends,
-                });
-            }
-        }
-        routes
     }
 
     /// Records the volumes a host reports (kept across restarts).
