@@ -29,7 +29,7 @@ lint:
 
 # Benchmarks (figures go to the README's performance section).
 bench:
-    cargo bench -p vt-fleet -p vt -p vt-tests --bench planner --bench push_latency --bench microvm
+    cargo bench -p vt-fleet -p vt -p vt-tests -p vt-edge --bench planner --bench push_latency --bench microvm --bench tunnel
 
 # Set up, build, and run the local stack (controller + 2 simulated hosts) on a sample app.
 dev: setup guest

@@ -151,6 +151,19 @@ impl Pool {
         }
     }
 
+    /// A stream to `host` failed in transport: drop its connection and back
+    /// off, so the next connections go elsewhere and a later one reconnects.
+    pub async fn failed(&self, host: &str) {
+        let slot = self.slot(host);
+        let mut slot = slot.lock().await;
+        if let Some(conn) = slot.conn.take() {
+            conn.close(0u32.into(), b"tunnel failed");
+        }
+        slot.backoff = (slot.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+        slot.down_until = Some(Instant::now() + slot.backoff);
+        warn!(%host, backoff = ?slot.backoff, "tunnel to host failed; backing off");
+    }
+
     /// Forgets hosts no longer in the routing table. Their connections
     /// close once the last relayed stream on them ends (streams keep a
     /// connection alive), so draining connections are not cut.

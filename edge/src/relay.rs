@@ -91,9 +91,16 @@ pub async fn relay(relays: Arc<Relays>, id: EndpointId, client: TcpStream, peer:
                     debug!(instance = %backend.instance, host = %backend.host, "tunnelled");
                     return pipe(&relays.stats, &id, backend, client, stream).await;
                 }
-                Err(why) => {
+                Err(failure) => {
                     relays.stats.error(&id, &backend.instance, &backend.host);
-                    debug!(instance = %backend.instance, host = %backend.host, %why, "tunnel failed; trying another instance");
+                    if let Failure::Transport(_) = failure {
+                        // Dead or unreachable: skip the host until it answers again.
+                        relays.pool.failed(&backend.host).await;
+                        for (j, b) in route.backends.iter().enumerate() {
+                            excluded[j] |= b.host == backend.host;
+                        }
+                    }
+                    debug!(instance = %backend.instance, host = %backend.host, %failure, "tunnel failed; trying another instance");
                 }
             }
         }
@@ -104,27 +111,48 @@ pub async fn relay(relays: Arc<Relays>, id: EndpointId, client: TcpStream, peer:
     .await;
 }
 
+/// Why a tunnel attempt failed.
+#[derive(Debug)]
+enum Failure {
+    /// The host answered but would not connect.
+    Refused(TunnelStatus),
+    /// The host could not be reached or did not answer.
+    Transport(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Refused(status) => write!(f, "host refused: {status}"),
+            Failure::Transport(why) => f.write_str(why),
+        }
+    }
+}
+
 async fn tunnel(
     pool: &Pool,
     backend: &Backend,
     header: &TunnelHeader,
-) -> Result<(quinn::SendStream, quinn::RecvStream), String> {
-    let addr = backend.tunnel.ok_or("the host takes no tunnels")?;
+) -> Result<(quinn::SendStream, quinn::RecvStream), Failure> {
+    let transport = |e: &dyn std::fmt::Display| Failure::Transport(e.to_string());
+    let addr = backend
+        .tunnel
+        .ok_or_else(|| transport(&"the host takes no tunnels"))?;
     let (mut send, mut recv) = pool
         .open(&backend.host, addr)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| transport(&e))?;
     send.write_all(&header.encode())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| transport(&e))?;
     let mut answer = [0u8; 1];
     match tokio::time::timeout(ANSWER_TIMEOUT, recv.read_exact(&mut answer)).await {
-        Ok(Ok(_)) => match TunnelStatus::from_byte(answer[0]) {
+        Ok(Ok(())) => match TunnelStatus::from_byte(answer[0]) {
             TunnelStatus::Connected => Ok((send, recv)),
-            refused => Err(refused.to_string()),
+            refused => Err(Failure::Refused(refused)),
         },
-        Ok(Err(e)) => Err(format!("no answer: {e}")),
-        Err(_) => Err(format!("no answer within {ANSWER_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(transport(&format!("no answer: {e}"))),
+        Err(_) => Err(transport(&format!("no answer within {ANSWER_TIMEOUT:?}"))),
     }
 }
 

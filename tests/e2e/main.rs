@@ -8,6 +8,7 @@
 mod support;
 
 mod auth;
+mod edge;
 mod faults;
 mod host_loss;
 mod isolation;
@@ -16,4 +17,5 @@ mod rejected;
 mod releases;
 mod restart;
 mod rollout;
+mod secrets;
 mod webhook;

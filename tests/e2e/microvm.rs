@@ -12,14 +12,13 @@
 
 use crate::support::attach::{resize, Attach};
 use crate::support::fleet::{Controller, FleetDir};
+use crate::support::microvm::{publish, require_microvms, start_host};
 use crate::support::repo::Repo;
 use crate::support::{wait_until, Sandbox};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
-use vt_fleet::host::image::testing::{build_image, push, require, Registry};
-use vt_fleet::host::image::ImageConfig;
-use vt_fleet::host::microvm::artifacts::{guest_dir, GuestArtifacts};
+use vt_fleet::host::image::testing::Registry;
 
 const APP_FILE: &str = "orgs/acme/shop/web/app.yaml";
 const ENV_FILE: &str = "orgs/acme/shop/web/envs/prod.yaml";
@@ -71,29 +70,18 @@ fn http_get(address: &str) -> String {
 
 #[test]
 fn an_app_runs_as_a_microvm_from_its_oci_image() {
-    require(&[
-        ("qemu-system-x86_64", "qemu-system-x86"),
-        ("docker-registry", "docker-registry"),
-        ("mkfs.ext4", "e2fsprogs"),
-    ])
-    .expect("run `just setup`");
-    GuestArtifacts::find(&guest_dir()).unwrap_or_else(|e| panic!("{e}"));
+    require_microvms(&[]);
     let sb = Sandbox::new();
 
     // The image, in a real registry.
     let registry = Registry::start().expect("start docker-registry");
-    let layout = sb.path().join("layout");
-    let config = ImageConfig {
-        entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), SCRIPT.into()]),
-        env: Some(vec!["GREETING=one".into()]),
-        ..ImageConfig::default()
-    };
-    build_image(&layout, "1", &[&image_dir(sb.path())], &config).expect("build the image");
-    let reference = registry.reference("web:1");
-    let runtime = tokio::runtime::Runtime::new().expect("tokio");
-    runtime
-        .block_on(push(&layout, "1", &reference))
-        .expect("push the image");
+    let reference = publish(
+        &sb,
+        &registry,
+        &[&image_dir(sb.path())],
+        SCRIPT,
+        &["GREETING=one"],
+    );
 
     // The desired state: one instance with a volume.
     let repo = Repo::init(&sb, "repo");
@@ -111,36 +99,7 @@ fn an_app_runs_as_a_microvm_from_its_oci_image() {
 
     let fleet = FleetDir::init(&sb, "fleet", &repo.path().display().to_string());
     let controller = fleet.start();
-    let token = fleet.join_token("host", "10m");
-    let quic = controller.quic.to_string();
-    let host_dir = sb.path().join("h1").display().to_string();
-    // The sandbox has its own HOME: point the host at the real guest artifacts.
-    let guest = guest_dir().display().to_string();
-    let _host = sb.env().spawn_vt_with(
-        "h1",
-        Path::new("/"),
-        &[
-            "host",
-            "run",
-            "--controller",
-            &quic,
-            "--token",
-            &token,
-            "--name",
-            "h1",
-            "--state-dir",
-            &host_dir,
-            "--cpu",
-            "2",
-            "--memory",
-            "2Gi",
-            "--runtime",
-            "microvm",
-            "--accel",
-            "auto",
-        ],
-        &[("VT_GUEST_DIR", &guest)],
-    );
+    let _host = start_host(&sb, &fleet, &controller, &[]);
 
     // Boots, passes its TCP health check, serves HTTP on its IPv6 address.
     let first = wait_until("the instance is healthy", BOOT, || {

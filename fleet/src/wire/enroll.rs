@@ -30,6 +30,8 @@ use super::token::{Token, TokenSecret};
 
 /// How long an enrolment may take, on either side, from connecting to the answer.
 pub const ENROL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a node keeps retrying an enrolment that fails in transport.
+pub const ENROL_RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// What an enrolling node asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -446,7 +448,25 @@ pub async fn node_identity(
         dir: state_dir.to_path_buf(),
         role,
     })?;
-    let enrolment = enroll(controller, token, role, name).await?;
+    // The controller may be starting or busy: transport failures are retried
+    // for a while; a refused token is not.
+    let mut backoff = Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    let enrolment = loop {
+        match enroll(controller, token, role, name).await {
+            Ok(enrolment) => break enrolment,
+            Err(
+                e @ (WireError::Timeout { .. }
+                | WireError::Connect { .. }
+                | WireError::Connection(_)),
+            ) if started.elapsed() < ENROL_RETRY_FOR => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot reach the controller to enrol");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     enrolment.save(state_dir)?;
     tracing::info!(%role, %name, "enrolled with the fleet");
     Ok((enrolment.identity, enrolment.ca))

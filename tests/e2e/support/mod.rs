@@ -6,6 +6,8 @@ pub mod api;
 pub mod attach;
 pub mod cluster;
 pub mod fleet;
+pub mod microvm;
+pub mod netns;
 pub mod process;
 pub mod repo;
 pub mod status;
@@ -161,6 +163,11 @@ impl Env {
             stdout: proc.stdout(),
             stderr: proc.stderr(),
         }
+    }
+
+    /// Starts a long-running command with the sandbox's logs.
+    pub fn spawn(&self, name: &str, cmd: Command) -> Proc {
+        Proc::spawn(name, cmd, &self.logs)
     }
 
     /// Runs `vt ARGS` in `cwd`.

@@ -134,11 +134,19 @@ fn fleet_recipients(state: &DesiredState) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Who is changing a secret: git's `user.name`/`user.email`, else
+/// `GIT_AUTHOR_NAME`/`GIT_AUTHOR_EMAIL`.
 fn stamp(root: &Path) -> Stamp {
+    let from_env = || {
+        let name = std::env::var("GIT_AUTHOR_NAME").ok()?;
+        let email = std::env::var("GIT_AUTHOR_EMAIL").unwrap_or_default();
+        Some(format!("{name} <{email}>"))
+    };
     let by = git2::Repository::discover(root)
         .and_then(|r| r.signature())
         .ok()
-        .map(|s| format!("{} <{}>", s.name().unwrap_or("?"), s.email().unwrap_or("?")));
+        .map(|s| format!("{} <{}>", s.name().unwrap_or("?"), s.email().unwrap_or("?")))
+        .or_else(from_env);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -203,19 +211,14 @@ struct Changed {
 
 fn print_changed(global: &Global, changed: &Changed) {
     output::print(global.output, changed, |s| {
-        let what = match changed.action {
-            "unset" => format!(
-                "removed secret {} (was version {})",
-                changed.secret, changed.version
-            ),
-            _ => format!(
-                "secret {} is now version {}",
-                changed.secret, changed.version
-            ),
+        let version = match changed.action {
+            "unset" => format!("was version {}", changed.version),
+            _ => format!("version {}", changed.version),
         };
         format!(
-            "{} {what} of {}\n  {}\nnext: review with `vt secrets preview`, then commit: git add {} && git commit\n",
+            "{} secret {} of {}: {version}\n  {}\nnext: review with `vt secrets preview`, then commit: git add {} && git commit\n",
             s.green(changed.action),
+            changed.secret,
             changed.env,
             changed.file,
             changed.file
@@ -677,7 +680,7 @@ pub fn publish_recipient(state_dir: &Path, repo: &str) -> Result<(String, bool),
             edit::write_file(
                 Path::new(repo),
                 "vt.yaml",
-                &edit::set_config_recipients(&text, &[recipient.clone()]),
+                &edit::set_config_recipients(&text, std::slice::from_ref(&recipient)),
             )?;
             true
         }

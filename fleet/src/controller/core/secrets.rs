@@ -67,7 +67,9 @@ impl Controller {
             .put(sealed_key(&release.key, release.number), &sealed);
     }
 
-    /// The sealed secret values of a release (empty when it has none).
+    /// The sealed secret values of a release (empty when it has none), as
+    /// flushed to the store: the daemon flushes a commit before any session
+    /// reads the assignments it made.
     pub fn sealed_secrets(&self, key: &WorkloadKey, number: u64) -> Vec<SealedSecret> {
         match self
             .store
@@ -125,5 +127,161 @@ impl Controller {
             );
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::core::{CommitOutcome, Config};
+    use crate::controller::releases::CommitInfo;
+    use crate::controller::store::Store;
+    use crate::plan::{Action, Phase};
+    use crate::wire::messages::{HostRegistration, InstanceReport};
+    use vt_repo::secrets::crypto::NewKey;
+    use vt_repo::secrets::edit::{self, Stamp};
+    use vt_repo::secrets::{Keyring, SecretValue, SecretsFile};
+    use vt_repo::Snapshot;
+
+    const CONFIG_1: &[u8] = b"conf-value-one-4f9a";
+    const CONFIG_2: &[u8] = b"conf-value-two-77c1";
+
+    fn loaded(key: &NewKey, secrets: &SecretsFile, on_change: &str) -> Loaded {
+        let files = [
+            (
+                "vt.yaml",
+                format!(
+                    "version: 1\nregions: [{{name: local}}]\nsecrets: {{recipients: [{}]}}\n",
+                    key.recipient
+                ),
+            ),
+            ("orgs/a/org.yaml", "id: org_01jdq0000000000000000000aa\n".into()),
+            ("orgs/a/p/project.yaml", "id: prj_01jdq0000000000000000000aa\n".into()),
+            (
+                "orgs/a/p/web/app.yaml",
+                format!("id: app_01jdq0000000000000000000aa\nimage: web:1\nsecrets: [{{name: config, path: /run/config/c, on_change: {on_change}}}]\n"),
+            ),
+            ("orgs/a/p/web/envs/prod.yaml", "id: env_01jdq0000000000000000000aa\n".into()),
+            ("orgs/a/p/web/envs/prod.secrets.yaml", edit::to_text(secrets, "a/p/web/prod")),
+        ];
+        let loaded = vt_repo::load(&Snapshot {
+            files: files
+                .iter()
+                .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
+                .collect(),
+            ..Snapshot::default()
+        });
+        assert_eq!(loaded.diagnostics, []);
+        loaded
+    }
+
+    fn commit(sha: &str) -> CommitInfo {
+        CommitInfo {
+            sha: sha.into(),
+            author: "a <a@b>".into(),
+            message: "m".into(),
+            time: 0,
+        }
+    }
+
+    fn set(file: &mut SecretsFile, key: &NewKey, value: &[u8]) {
+        edit::set(
+            file,
+            "config",
+            &SecretValue::new(value.to_vec()),
+            std::slice::from_ref(&key.recipient),
+            &Stamp::default(),
+        )
+        .expect("set");
+    }
+
+    fn healthy(c: &mut Controller, now: Millis) -> Vec<String> {
+        let reports: Vec<InstanceReport> = c
+            .instances()
+            .iter()
+            .filter(|i| i.instance.phase.is_live())
+            .map(|i| {
+                serde_json::from_value(json!({"id": i.instance.id, "phase": Phase::Healthy}))
+                    .expect("report")
+            })
+            .collect();
+        c.report("h1", &reports, now);
+        reports.into_iter().map(|r| r.id).collect()
+    }
+
+    #[test]
+    fn a_signal_secret_change_keeps_instances_and_records_only_sealed_values() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.redb");
+        let mut c = Controller::open(Store::open(&path).expect("store"), Config::default())
+            .expect("controller");
+        let key = NewKey::generate();
+        let mut file = SecretsFile::default();
+        set(&mut file, &key, CONFIG_1);
+        let reg: HostRegistration = serde_json::from_value(
+            json!({"name": "h1", "region": "local", "cpu": 2000, "memory": 4u64 << 30}),
+        )
+        .expect("registration");
+        c.register_host(&reg, 1);
+        assert!(matches!(
+            c.apply_commit(&commit("c1"), &loaded(&key, &file, "signal"), 1),
+            CommitOutcome::Accepted(_)
+        ));
+        let actions = c.tick(2);
+        assert!(actions.iter().any(|a| matches!(a, Action::Start { .. })));
+        let first = healthy(&mut c, 3);
+        c.tick(4);
+
+        // Release 2 only bumps a signal secret: the instance moves to it.
+        set(&mut file, &key, CONFIG_2);
+        c.apply_commit(&commit("c2"), &loaded(&key, &file, "signal"), 5);
+        let actions = c.tick(6);
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Start { .. } | Action::Stop { .. })),
+            "{actions:?}"
+        );
+        let assigned = c.assignments("h1");
+        assert_eq!(
+            assigned
+                .iter()
+                .map(|a| (a.id.clone(), a.release))
+                .collect::<Vec<_>>(),
+            vec![(first[0].clone(), 2)]
+        );
+        let key_of = assigned[0].key.clone();
+        let events = c.flush().expect("flush");
+        assert!(
+            events.iter().any(|e| e.kind == SECRETS_SIGNALLED),
+            "{events:?}"
+        );
+        let sealed = c.sealed_secrets(&key_of, 2);
+        assert_eq!(sealed.len(), 1);
+        assert_eq!(sealed[0].version, 2);
+        let opened = Keyring::of(&key).open(&sealed[0].value).expect("opens");
+        assert_eq!(opened.expose(), CONFIG_2);
+
+        // A restart secret: release 3 replaces the instance.
+        set(&mut file, &key, CONFIG_1);
+        c.apply_commit(&commit("c3"), &loaded(&key, &file, "restart"), 7);
+        let actions = c.tick(8);
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Start { release: 3, .. })),
+            "{actions:?}"
+        );
+        c.flush().expect("flush");
+
+        // The records hold no clear value.
+        drop(c);
+        let bytes = std::fs::read(&path).expect("read redb");
+        for value in [CONFIG_1, CONFIG_2] {
+            assert!(
+                !bytes.windows(value.len()).any(|w| w == value),
+                "clear value in redb"
+            );
+        }
     }
 }
