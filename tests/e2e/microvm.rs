@@ -100,6 +100,7 @@ fn an_app_runs_as_a_microvm_from_its_oci_image() {
     let fleet = FleetDir::init(&sb, "fleet", &repo.path().display().to_string());
     let controller = fleet.start();
     let _host = start_host(&sb, &fleet, &controller, &[]);
+    let host_dir = sb.path().join("h1").display().to_string();
 
     // Boots, passes its TCP health check, serves HTTP on its IPv6 address.
     let first = wait_until("the instance is healthy", BOOT, || {
