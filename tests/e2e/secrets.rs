@@ -242,6 +242,54 @@ fn a_release_with_a_missing_or_undecryptable_secret_is_rejected() {
         "{releases}"
     );
 
+    // A new fleet key: every secrets file and vt.yaml re-encrypted to it in
+    // the working tree; the commit is accepted (the controller reads the new
+    // identity) and makes no release: no secret changed. The old key stays
+    // in the state directory, so reverting the rotation still decrypts.
+    let rotated = sb
+        .env()
+        .vt(
+            c.repo.path(),
+            &[
+                "fleet",
+                "rotate-key",
+                "--state-dir",
+                &state_dir,
+                "-o",
+                "json",
+            ],
+        )
+        .ok()
+        .json();
+    let new_recipient = rotated["recipient"].as_str().expect("a recipient");
+    assert_ne!(new_recipient, ours);
+    assert_eq!(
+        rotated["files"],
+        serde_json::json!([SECRETS_FILE, "vt.yaml"])
+    );
+    assert!(c.repo.read("vt.yaml").contains(new_recipient));
+    assert!(!c.repo.read("vt.yaml").contains(&ours));
+    let identities =
+        std::fs::read_to_string(c.fleet.dir().join("age-identities.txt")).expect("identity file");
+    assert_eq!(identities.matches("AGE-SECRET-KEY-1").count(), 2);
+    let rotation = c.repo.commit("rotate the fleet key");
+    let revert = {
+        c.repo.git(&["revert", "--no-edit", "HEAD"]);
+        c.repo.head()
+    };
+    for sha in [&rotation, &revert] {
+        wait_until("the commit is accepted", Duration::from_secs(15), || {
+            let events = c.ctl.json(&["events", "--kind", "commit.accepted"]);
+            events
+                .as_array()?
+                .iter()
+                .any(|e| e["fields"]["commit"]["sha"] == sha.as_str())
+                .then_some(())
+        });
+    }
+    let releases = c.ctl.json(&["releases", "web"]);
+    assert_eq!(releases.as_array().map(Vec::len), Some(3), "{releases}");
+
     // No clear value anywhere.
     let values = [DB_1, DB_2];
     assert_text_lacks("git history", &c.repo.git(&["log", "-p", "--all"]), &values);
@@ -522,4 +570,14 @@ fn secrets_reach_the_guest_as_files_and_change_by_commit() {
         &values,
     );
     assert_text_lacks("the host's output", &everything(&host), &values);
+
+    // Retire the env so the VM stops before the host agent is killed (a
+    // killed agent would leave its qemu behind).
+    for file in ["orgs/acme/shop/web/envs/prod.yaml", SECRETS_FILE] {
+        std::fs::remove_file(repo.path().join(file)).expect("rm env");
+    }
+    repo.commit("retire prod");
+    wait_until("the instance stopped", Duration::from_secs(60), || {
+        instances(&controller).is_empty().then_some(())
+    });
 }

@@ -105,6 +105,9 @@ pub struct DescribeView {
     pub current: Option<EffectiveSpec>,
     /// Fields that differ between current and desired.
     pub diff: Vec<FieldChange>,
+    /// Its endpoints: addresses, instances behind them, traffic.
+    #[serde(default)]
+    pub endpoints: Vec<crate::controller::endpoint_views::EndpointView>,
 }
 
 /// `GET /v1/hosts`.
@@ -223,11 +226,16 @@ pub fn describe(
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
+        let endpoints = crate::controller::endpoint_views::endpoints(c, None, None)
+            .into_iter()
+            .filter(|e| e.workload == release.name)
+            .collect();
         out.push(DescribeView {
             status,
             desired: release.spec,
             current,
             diff,
+            endpoints,
         });
     }
     Ok(out)

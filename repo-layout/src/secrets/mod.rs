@@ -191,6 +191,20 @@ impl SecretsFile {
 /// and unique, versions start at 1, values are armored age messages,
 /// recipients parse.
 pub fn check_files(c: &mut Checker<'_>, state: &DesiredState) {
+    let fleet = state.config.secrets.iter().flat_map(|s| &s.recipients);
+    for (i, r) in fleet.enumerate() {
+        if let Err(e) = crypto::parse_recipient(r) {
+            c.value(
+                Code::InvalidValue,
+                "vt.yaml",
+                &format!("secrets.recipients[{i}]"),
+                e.to_string(),
+                Some(
+                    "`vt fleet init` and `vt fleet rotate-key` write the fleet's recipient".into(),
+                ),
+            );
+        }
+    }
     for file in &state.secrets {
         let name = file.qualified();
         if !state.envs.iter().any(|e| e.qualified() == name) {

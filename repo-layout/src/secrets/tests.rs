@@ -273,6 +273,20 @@ fn check_values_decrypts_and_checks_formats() {
 }
 
 #[test]
+fn a_bad_fleet_recipient_is_an_invalid_value() {
+    let loaded = load(&snapshot(&repo("", None, "age1nope")));
+    let found: Vec<_> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| (d.code, d.file.as_str(), d.path.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [(Code::InvalidValue, "vt.yaml", "secrets.recipients[0]")]
+    );
+}
+
+#[test]
 fn bad_signals_and_patterns_are_invalid_values() {
     let key = NewKey::generate();
     let text = edit::to_text(&file_with(&key, &[("db", b"x")]), "x");

@@ -37,7 +37,8 @@ pub fn run_edge(
         })
 }
 
-fn addresses(e: &EndpointView) -> String {
+/// An endpoint's addresses with its port: `[fd76:7400:e::1]:80, 198.51.100.1:80`.
+pub fn addresses(e: &EndpointView) -> String {
     let mut out = e
         .ipv6
         .map_or("(none yet)".into(), |a| format!("[{a}]:{}", e.port));

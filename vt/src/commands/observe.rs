@@ -182,6 +182,18 @@ pub fn describe(
                     ));
                 }
             }
+            for e in &v.endpoints {
+                let routed = e.instances.iter().filter(|i| i.routed).count();
+                out.push_str(&format!(
+                    "  endpoint     {} {} → {}: {routed}/{} instances routed, {} open, {} edge(s)\n",
+                    e.endpoint,
+                    crate::commands::endpoints::addresses(e),
+                    e.target_port,
+                    e.instances.len(),
+                    e.open,
+                    e.edges.len()
+                ));
+            }
             for p in &w.pending {
                 out.push_str(&format!(
                     "  {} {}: {}\n",
