@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, debug_span, Instrument};
 use vt_fleet::wire::messages::{Backend, Route};
-use vt_fleet::wire::tunnel::{TunnelHeader, TunnelStatus};
+use vt_fleet::wire::tunnel::{TunnelHeader, TunnelStatus, COPY_BUFFER};
 
 /// How long a host may take to answer a tunnel header.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -165,7 +165,13 @@ async fn pipe(
 ) {
     stats.opened(id, &backend.instance, &backend.host);
     let mut tunnel = tokio::io::join(recv, send);
-    let (bytes_in, bytes_out) = match tokio::io::copy_bidirectional(&mut client, &mut tunnel).await
+    let (bytes_in, bytes_out) = match tokio::io::copy_bidirectional_with_sizes(
+        &mut client,
+        &mut tunnel,
+        COPY_BUFFER,
+        COPY_BUFFER,
+    )
+    .await
     {
         Ok(moved) => moved,
         Err(e) => {

@@ -12,7 +12,7 @@
 use crate::plan::Phase;
 use crate::wire::messages::InstanceReport;
 use crate::wire::proxy_v2;
-use crate::wire::tunnel::{read_header, TunnelStatus};
+use crate::wire::tunnel::{read_header, TunnelStatus, COPY_BUFFER};
 use crate::wire::{require_peer, Role};
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -197,7 +197,14 @@ async fn stream(
             return;
         }
         let mut quic = tokio::io::join(recv, send);
-        match tokio::io::copy_bidirectional(&mut tcp, &mut quic).await {
+        match tokio::io::copy_bidirectional_with_sizes(
+            &mut tcp,
+            &mut quic,
+            COPY_BUFFER,
+            COPY_BUFFER,
+        )
+        .await
+        {
             Ok((to_guest, to_edge)) => debug!(to_guest, to_edge, "closed"),
             Err(e) => debug!(error = %e, "ended with an error"),
         }

@@ -28,6 +28,11 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many bidirectional (and unidirectional) streams a peer may have open at once.
 pub const MAX_STREAMS: u32 = 10_000;
+/// Bytes one stream may have in flight (flow-control window): one tunnelled
+/// bulk flow needs more than quinn's default to fill a fast link.
+pub const STREAM_WINDOW: u32 = 8 << 20;
+/// Bytes all streams of a connection may have in flight.
+pub const CONNECTION_WINDOW: u32 = 64 << 20;
 
 /// Whether a server demands a client certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +139,10 @@ fn transport() -> Arc<TransportConfig> {
             IDLE_TIMEOUT.as_millis() as u32,
         ))))
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
-        .max_concurrent_uni_streams(VarInt::from_u32(MAX_STREAMS));
+        .max_concurrent_uni_streams(VarInt::from_u32(MAX_STREAMS))
+        .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
+        .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
+        .send_window(u64::from(CONNECTION_WINDOW));
     Arc::new(transport)
 }
 
