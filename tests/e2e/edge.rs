@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use vt_fleet::host::image::testing::Registry;
 
-const APP_FILE: &str = "orgs/acme/shop/web/app.yaml";
-const ENV_FILE: &str = "orgs/acme/shop/web/envs/prod.yaml";
+const APP_FILE: &str = "orgs/edgeco/shop/web/app.yaml";
+const ENV_FILE: &str = "orgs/edgeco/shop/web/envs/prod.yaml";
 const BOOT: Duration = Duration::from_secs(240);
 
 const HAPROXY_CFG: &str = "global\n    log stdout format raw local0 info\n    maxconn 100\n\
@@ -185,7 +185,7 @@ fn start_edge(sb: &Sandbox, net: &Net, quic: SocketAddr, token: Option<&str>) ->
 
 #[test]
 fn endpoints_reach_microvms_through_the_edge() {
-    require_microvms(&[("haproxy", "haproxy"), ("nft", "nftables")]);
+    let _turn = require_microvms(&[("haproxy", "haproxy"), ("nft", "nftables")]);
     let sb = Sandbox::new();
     let net = Net::new();
     let registry = Registry::start().expect("start docker-registry");
@@ -198,7 +198,9 @@ fn endpoints_reach_microvms_through_the_edge() {
     );
 
     let repo = Repo::init(&sb, "repo");
-    repo.vt(&["org", "create", "acme"]);
+    // Its own org: instance addresses derive from the org, and other microVM
+    // tests may run a host agent on this machine at the same time.
+    repo.vt(&["org", "create", "edgeco"]);
     repo.vt(&["project", "create", "shop"]);
     repo.vt(&[
         "app", "create", "web", "--image", &reference, "--port", "8080",
@@ -228,7 +230,7 @@ fn endpoints_reach_microvms_through_the_edge() {
     let tunnel = SocketAddr::new(IpAddr::V6(net.root_v6), tunnel_port).to_string();
     let edge_token = fleet.join_token("edge", "10m");
     let mut edge = start_edge(&sb, &net, controller.quic, Some(&edge_token));
-    let _host = start_host(
+    let mut host = start_host(
         &sb,
         &fleet,
         &controller,
@@ -330,13 +332,13 @@ fn endpoints_reach_microvms_through_the_edge() {
 
     // IPv4 is metered per org.
     let usage = controller.json(&["usage"]);
-    let acme = &usage["orgs"][0];
+    let org = &usage["orgs"][0];
     assert_eq!(
-        (acme["org"].as_str(), acme["ipv4_addresses_now"].as_u64()),
-        (Some("acme"), Some(1)),
+        (org["org"].as_str(), org["ipv4_addresses_now"].as_u64()),
+        (Some("edgeco"), Some(1)),
         "{usage}"
     );
-    assert!(acme["ipv4_address_hours"].as_f64().expect("hours") > 0.0);
+    assert!(org["ipv4_address_hours"].as_f64().expect("hours") > 0.0);
 
     // Draining: a connection established before a rollout keeps working
     // through it; new connections go to the new instances.
@@ -471,8 +473,10 @@ fn endpoints_reach_microvms_through_the_edge() {
     );
     let events = controller.cli_plain(&["events"]).ok().stdout;
     assert!(
-        events.contains("endpoint echo of acme/shop/web/prod left the repository"),
+        events.contains("endpoint echo of edgeco/shop/web/prod left the repository"),
         "{events}"
     );
     drop(edge);
+    // SIGTERM: the agent stops its VMs before it exits.
+    host.terminate(Duration::from_secs(40));
 }

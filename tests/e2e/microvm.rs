@@ -70,7 +70,7 @@ fn http_get(address: &str) -> String {
 
 #[test]
 fn an_app_runs_as_a_microvm_from_its_oci_image() {
-    require_microvms(&[]);
+    let _turn = require_microvms(&[]);
     let sb = Sandbox::new();
 
     // The image, in a real registry.

@@ -349,6 +349,7 @@ fn exec(c: &Controller, argv: &[&str]) -> String {
 
 #[test]
 fn secrets_reach_the_guest_as_files_and_change_by_commit() {
+    let _turn = crate::support::microvm::exclusive();
     require(&[
         ("qemu-system-x86_64", "qemu-system-x86"),
         ("docker-registry", "docker-registry"),

@@ -10,9 +10,20 @@ use vt_fleet::host::image::testing::{build_image, push, require, Registry};
 use vt_fleet::host::image::ImageConfig;
 use vt_fleet::host::microvm::artifacts::{guest_dir, GuestArtifacts};
 
+/// Held by each test that boots microVMs: under TCG two such tests at once
+/// starve each other's guests (health checks time out), so they take turns.
+static MICROVMS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// This test's turn to boot microVMs (released when dropped).
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    MICROVMS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Panics with what to run unless qemu, docker-registry, e2fsprogs, the
-/// guest artifacts and `extra` programs (program, Debian package) are there.
-pub fn require_microvms(extra: &[(&str, &str)]) {
+/// guest artifacts and `extra` programs (program, Debian package) are there;
+/// then waits for this test's turn to boot microVMs.
+#[must_use = "hold the turn for the whole test"]
+pub fn require_microvms(extra: &[(&str, &str)]) -> std::sync::MutexGuard<'static, ()> {
     let mut programs = vec![
         ("qemu-system-x86_64", "qemu-system-x86"),
         ("docker-registry", "docker-registry"),
@@ -21,6 +32,7 @@ pub fn require_microvms(extra: &[(&str, &str)]) {
     programs.extend_from_slice(extra);
     require(&programs).expect("run `just setup`");
     GuestArtifacts::find(&guest_dir()).unwrap_or_else(|e| panic!("{e} (run `just guest`)"));
+    exclusive()
 }
 
 /// Builds an image of `layers` running `sh -c SCRIPT` with `env`, pushes it to

@@ -91,6 +91,21 @@ impl Proc {
         }
     }
 
+    /// Asks it to stop with SIGTERM (a host agent then stops its VMs) and
+    /// waits up to `timeout` before killing it.
+    pub fn terminate(&mut self, timeout: Duration) {
+        if self.exited().is_none() {
+            if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let deadline = std::time::Instant::now() + timeout;
+            while self.exited().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.kill();
+    }
+
     /// Kills it with SIGKILL (no chance to clean up, like a crash) and reaps it.
     pub fn kill(&mut self) {
         if self.exited().is_none() {
