@@ -31,14 +31,7 @@ const SCRIPT: &str = "echo started $GREETING; echo boot >> /data/boots; \
     /bin/busybox httpd -f -p [::]:8080 -h /www & while true; do echo tick; sleep 2; done";
 
 fn image_dir(root: &Path) -> std::path::PathBuf {
-    let dir = root.join("image-root");
-    std::fs::create_dir_all(dir.join("bin")).expect("mkdir bin");
-    std::fs::create_dir_all(dir.join("www")).expect("mkdir www");
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox"))
-        .expect("busybox-static is installed (just setup)");
-    std::os::unix::fs::symlink("busybox", dir.join("bin/sh")).expect("symlink sh");
-    std::fs::write(dir.join("www/index.html"), "hello from a vt microVM\n").expect("index.html");
-    dir
+    crate::support::microvm::busybox_layer(root, "hello from a vt microVM\n")
 }
 
 fn instances(c: &Controller) -> Vec<Value> {

@@ -308,15 +308,8 @@ const SCRIPT: &str = "trap 'echo reloaded' HUP; echo started; \
 /// TCG boots in seconds on an idle machine; leave room for a busy one.
 const BOOT: Duration = Duration::from_secs(240);
 
-fn image_dir(root: &Path) -> PathBuf {
-    let dir = root.join("image-root");
-    std::fs::create_dir_all(dir.join("bin")).expect("mkdir bin");
-    std::fs::create_dir_all(dir.join("www")).expect("mkdir www");
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox"))
-        .expect("busybox-static is installed (just setup)");
-    std::os::unix::fs::symlink("busybox", dir.join("bin/sh")).expect("symlink sh");
-    std::fs::write(dir.join("www/index.html"), "hello\n").expect("index.html");
-    dir
+fn image_dir(root: &Path) -> std::path::PathBuf {
+    crate::support::microvm::busybox_layer(root, "hello\n")
 }
 
 fn instances(c: &Controller) -> Vec<Value> {

@@ -35,6 +35,19 @@ pub fn require_microvms(extra: &[(&str, &str)]) -> std::sync::MutexGuard<'static
     exclusive()
 }
 
+/// A layer with busybox-static (`/bin/busybox`, `/bin/sh`) and `/www/index.html`
+/// holding `index`, in `<root>/image-root`.
+pub fn busybox_layer(root: &Path, index: &str) -> std::path::PathBuf {
+    let dir = root.join("image-root");
+    std::fs::create_dir_all(dir.join("bin")).expect("mkdir bin");
+    std::fs::create_dir_all(dir.join("www")).expect("mkdir www");
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox"))
+        .expect("busybox-static is installed (just setup)");
+    std::os::unix::fs::symlink("busybox", dir.join("bin/sh")).expect("symlink sh");
+    std::fs::write(dir.join("www/index.html"), index).expect("index.html");
+    dir
+}
+
 /// Builds an image of `layers` running `sh -c SCRIPT` with `env`, pushes it to
 /// `registry` as `web:1`, and returns its reference.
 pub fn publish(
