@@ -110,7 +110,9 @@ fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
             .all(|i| i.get("name").is_some_and(Value::is_string))
     };
     match value {
+        // An empty list is no field at all, so filling one shows only its items.
         Value::Null => {}
+        Value::Array(items) if items.is_empty() => {}
         Value::Object(map) => {
             for (key, v) in map {
                 let path = if prefix.is_empty() {

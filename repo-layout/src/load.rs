@@ -4,6 +4,7 @@
 
 use crate::diagnostic::{self, Code, Diagnostic};
 use crate::effective;
+use crate::ids::Kind;
 use crate::parse::{parse_file, Parsed};
 use crate::schema::{OrgFile, ProjectFile, RepoConfig, Spec};
 use crate::secrets::{self, SecretsFile};
@@ -88,6 +89,18 @@ fn classify(path: &str) -> Entry<'_> {
             None => Entry::Unexpected,
         },
         _ => Entry::Unexpected,
+    }
+}
+
+/// The kind of resource the layout file at `path` holds (`orgs/a/org.yaml`
+/// → org), if it holds one.
+pub fn resource_kind(path: &str) -> Option<Kind> {
+    match classify(path) {
+        Entry::Org { .. } => Some(Kind::Org),
+        Entry::Project { .. } => Some(Kind::Project),
+        Entry::App { .. } => Some(Kind::App),
+        Entry::Env { .. } => Some(Kind::Env),
+        Entry::Config | Entry::Secrets { .. } | Entry::Unexpected => None,
     }
 }
 

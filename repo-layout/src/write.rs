@@ -104,6 +104,48 @@ pub struct Initialized {
 /// Makes `dir` a desired-state repository: `git init` (branch `main`) unless
 /// it is one already, writes `vt.yaml` and commits it.
 pub fn init(dir: &Path) -> Result<Initialized, WriteError> {
+    init_with(
+        dir,
+        vec![("vt.yaml".into(), to_yaml(&initial_config()))],
+        "vt: initialize desired-state repository",
+    )
+}
+
+/// What a template's resource files hold in place of their IDs;
+/// [`init_from_template`] mints one of the file's kind for each.
+pub const TEMPLATE_ID: &str = "<minted by vt init>";
+
+/// Like [`init`], but writes the files of template `name` (path →
+/// content, `vt.yaml` among them) and commits them all. Every
+/// [`TEMPLATE_ID`] in a resource file becomes a new ID of that resource's
+/// kind, so each repository made from a template has IDs of its own.
+pub fn init_from_template(
+    dir: &Path,
+    name: &str,
+    files: &[(&str, &str)],
+) -> Result<Initialized, WriteError> {
+    let files = files
+        .iter()
+        .map(|(path, content)| {
+            let content = match crate::load::resource_kind(path) {
+                Some(kind) => content.replace(TEMPLATE_ID, &ids::mint(kind)),
+                None => content.to_string(),
+            };
+            (path.to_string(), content)
+        })
+        .collect();
+    init_with(
+        dir,
+        files,
+        &format!("vt: initialize desired-state repository from template {name}"),
+    )
+}
+
+fn init_with(
+    dir: &Path,
+    files: Vec<(String, String)>,
+    message: &str,
+) -> Result<Initialized, WriteError> {
     let config = dir.join("vt.yaml");
     if config.exists() {
         return Err(WriteError::Exists(config));
@@ -119,12 +161,9 @@ pub fn init(dir: &Path) -> Result<Initialized, WriteError> {
             git2::RepositoryInitOptions::new().initial_head("main"),
         )?,
     };
-    write_all(dir, &[("vt.yaml".into(), to_yaml(&initial_config()))])?;
-    let commit = commit(
-        &repo,
-        &[Path::new("vt.yaml")],
-        "vt: initialize desired-state repository",
-    )?;
+    write_all(dir, &files)?;
+    let paths: Vec<&Path> = files.iter().map(|(path, _)| Path::new(path)).collect();
+    let commit = commit(&repo, &paths, message)?;
     Ok(Initialized {
         root: dir.display().to_string(),
         commit: commit.to_string(),
@@ -343,9 +382,72 @@ pub fn create_env(
     )
 }
 
+/// `text` (a YAML mapping) with the top-level `key` set to `value`: its
+/// line replaced (comments and every other line kept), or appended.
+pub fn set_top_level(text: &str, key: &str, value: &str) -> String {
+    let prefix = format!("{key}:");
+    let line = format!("{key}: {value}");
+    let mut found = false;
+    let mut out: Vec<&str> = Vec::new();
+    for l in text.lines() {
+        if !found && l.starts_with(&prefix) {
+            found = true;
+            out.push(&line);
+        } else {
+            out.push(l);
+        }
+    }
+    if !found {
+        out.push(&line);
+    }
+    let mut joined = out.join("\n");
+    joined.push('\n');
+    joined
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_gets_ids_of_its_own_and_is_committed() {
+        let files = [
+            ("vt.yaml", "version: 1\nregions:\n- name: local\n"),
+            ("orgs/a/org.yaml", "id: <minted by vt init>\n"),
+            ("orgs/a/p/project.yaml", "id: <minted by vt init>\n"),
+            ("images/x/rootfs/index.html", "<minted by vt init>"),
+        ];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let one = dir.path().join("one");
+        let done = init_from_template(&one, "t", &files).expect("init");
+        let org = std::fs::read_to_string(one.join("orgs/a/org.yaml")).expect("org");
+        assert!(org.starts_with("id: org_"), "{org}");
+        let project = std::fs::read_to_string(one.join("orgs/a/p/project.yaml")).expect("prj");
+        assert!(project.starts_with("id: prj_"), "{project}");
+        assert_eq!(
+            std::fs::read_to_string(one.join("images/x/rootfs/index.html")).expect("page"),
+            TEMPLATE_ID,
+            "only resource files get IDs"
+        );
+        let loaded = crate::load(&crate::Snapshot::from_git(&one, "HEAD").expect("HEAD"));
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.state.resources().len(), 2, "committed");
+        let repo = git2::Repository::open(&one).expect("repo");
+        assert!(
+            repo.statuses(None).expect("status").is_empty(),
+            "a clean tree"
+        );
+        assert_eq!(done.commit.len(), 40);
+
+        let two = dir.path().join("two");
+        init_from_template(&two, "t", &files).expect("init");
+        let other = std::fs::read_to_string(two.join("orgs/a/org.yaml")).expect("org");
+        assert_ne!(org, other, "fresh IDs per repository");
+        assert!(matches!(
+            init_from_template(&two, "t", &files),
+            Err(WriteError::Exists(_))
+        ));
+    }
 
     #[test]
     fn write_all_refuses_to_overwrite_and_writes_nothing() {
@@ -363,6 +465,19 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join("b.yaml")).expect("read"),
             "keep"
+        );
+    }
+
+    #[test]
+    fn set_top_level_replaces_or_appends_and_keeps_the_rest() {
+        let text = "id: env_1\n# pinned by vt deploy\nimage: web:1\ninstances: 2\n";
+        assert_eq!(
+            set_top_level(text, "image", "r/web@sha256:ab"),
+            "id: env_1\n# pinned by vt deploy\nimage: r/web@sha256:ab\ninstances: 2\n"
+        );
+        assert_eq!(
+            set_top_level("id: env_1\nenv:\n  image: x\n", "image", "r/web@sha256:ab"),
+            "id: env_1\nenv:\n  image: x\nimage: r/web@sha256:ab\n"
         );
     }
 }

@@ -12,11 +12,13 @@
 mod clock;
 mod fleet;
 mod host;
+mod predict;
 mod repo;
 mod rng;
 
 pub use clock::{Clock, Entry, EPOCH};
 pub use fleet::{no_overcommit, Invariant, Sim, SimConfig};
 pub use host::{Applied, Behaviour, SimHost, SimInstance, Start};
+pub use predict::{predict, Moment, Prediction, TopologyHost};
 pub use repo::{qualified, App, Env, Repo, ORG, PROJECT};
 pub use rng::Rng;

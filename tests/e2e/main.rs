@@ -8,6 +8,8 @@
 mod support;
 
 mod auth;
+mod deploy;
+mod diff;
 mod edge;
 mod faults;
 mod host_loss;
@@ -16,6 +18,7 @@ mod microvm;
 mod rejected;
 mod releases;
 mod restart;
+mod rollback;
 mod rollout;
 mod secrets;
 mod webhook;

@@ -2,34 +2,12 @@
 //! says so, and a local repository watched for pushes.
 
 use crate::support::fleet::FleetDir;
-use crate::support::repo::{Repo, APP_FILE};
+use crate::support::repo::{origin_and_clone, APP_FILE};
 use crate::support::status::num;
 use crate::support::{poll, wait_until, Sandbox};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// A desired-state repository with web/prod committed, its bare "origin" and
-/// a working clone of that: (bare repository, clone).
-fn origin_and_clone(sb: &Sandbox) -> (PathBuf, Repo) {
-    let seed = Repo::init(sb, "seed");
-    seed.add_web(2, "");
-    seed.commit("web");
-    let bare = sb.path().join("origin.git");
-    sb.env().git(
-        sb.path(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            &seed.path().display().to_string(),
-            "origin.git",
-        ],
-    );
-    let clone = Repo::clone_from(sb, &bare, "work");
-    (bare, clone)
-}
 
 /// The releases of web, as (number, commit).
 fn releases(ctl_api: &crate::support::api::Api) -> Vec<(u64, String)> {

@@ -45,6 +45,9 @@ pub enum Command {
     Init {
         /// Directory to create (default: the current one).
         dir: Option<PathBuf>,
+        /// Start from a template (a sample app with its image): `hello`.
+        #[arg(long, value_name = "NAME")]
+        template: Option<String>,
     },
     /// Organisations.
     #[command(subcommand)]
@@ -228,6 +231,15 @@ pub enum Command {
     /// Secrets of an app's envs: encrypted in the repository, delivered as files.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Run the whole stack locally (controller, hosts, edge) from the working tree.
+    Dev(DevArgs),
+    /// What a change will do: the desired-state diff, the planner's actions, warnings,
+    /// a predicted rollout timeline. Exit 0: no changes, 1: changes, >1: errors.
+    Diff(DiffArgs),
+    /// Validate, pin the image digest, commit, push, follow the rollout, print a receipt.
+    Deploy(DeployArgs),
+    /// Restore an app/env to an earlier release: a branch, a pull request, or `--merge`.
+    Rollback(RollbackArgs),
     /// Print the JSON Schema of a file kind, for editors.
     Schema {
         /// config (vt.yaml), org, project, app or env; all when absent.
@@ -298,7 +310,7 @@ pub enum EnvCommand {
 }
 
 /// How to reach the controller's API.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Api {
     /// The controller's HTTP address (default: VT_CONTROLLER, then ~/.config/vt/config.json).
     #[arg(long, env = "VT_CONTROLLER", value_name = "URL")]
@@ -599,4 +611,131 @@ pub enum SecretsCommand {
         #[arg(long, env = "VT_STATE_DIR", default_value = "/var/lib/vt/fleet")]
         state_dir: PathBuf,
     },
+}
+
+/// `vt dev`
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Hosts to run.
+    #[arg(long, default_value_t = 1)]
+    pub hosts: u32,
+    /// Regions to spread the hosts over (the first N regions of vt.yaml).
+    #[arg(long, default_value_t = 1)]
+    pub regions: u32,
+    /// Runtime of the hosts: microvm (qemu), sim (simulated instances), or auto
+    /// (microvm when qemu and the guest are installed).
+    #[arg(long, default_value = "auto")]
+    pub runtime: String,
+    /// Start from scratch: delete the previous run's state (volumes included).
+    #[arg(long)]
+    pub clean: bool,
+    /// Accelerator of microVM hosts: auto (KVM where a probe guest boots,
+    /// probed once per machine and cached), kvm or tcg.
+    #[arg(long, default_value = "auto")]
+    pub accel: String,
+    /// Cpu each host offers.
+    #[arg(long, default_value = "2")]
+    pub cpu: String,
+    /// Memory each host offers.
+    #[arg(long, default_value = "2Gi")]
+    pub memory: String,
+    /// Where the registry for the images built from `images/` listens; the
+    /// manifests' `image:` lines name it (the hello template: 127.0.0.1:5055).
+    #[arg(long, default_value = "127.0.0.1:5055", value_name = "ADDR")]
+    pub registry: std::net::SocketAddr,
+}
+
+/// Where `vt diff` takes the current fleet from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Against {
+    /// The running controller (VT_CONTROLLER): its hosts, instances and releases.
+    Fleet,
+    /// The state of `vt dev` in this repository (a simulated copy of its topology).
+    Dev,
+    /// A simulated fleet (`--topology FILE`, else one host per region).
+    Sim,
+}
+
+/// `vt diff`
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// `BASE..HEAD` (two revisions), `BASE` (a revision vs the working tree);
+    /// default: HEAD vs the working tree, or the fleet's applied commit with --against fleet.
+    pub range: Option<String>,
+    /// Plan against this fleet (default: fleet when a controller is configured, else sim).
+    #[arg(long, value_enum)]
+    pub against: Option<Against>,
+    /// A topology file (YAML: hosts with name, region, cpu, memory) for --against sim.
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+    /// The controller.
+    #[command(flatten)]
+    pub api: Api,
+}
+
+/// `--wait` / `--timeout`, shared by deploy and rollback.
+#[derive(Debug, Clone, Args)]
+pub struct Wait {
+    /// Do not follow the rollout: exit once the change is pushed.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up following after DURATION (exit code 6).
+    #[arg(long, default_value = "10m")]
+    pub timeout: String,
+}
+
+/// `vt deploy`
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// App (name or qualified name); default: every change in the working tree.
+    pub app: Option<String>,
+    /// Only this env (default: every env of the app).
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Set the image (a tag is resolved to its digest, which is pinned).
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// Commit message (default: one describing the change).
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Following the rollout.
+    #[command(flatten)]
+    pub wait: Wait,
+    /// The controller.
+    #[command(flatten)]
+    pub api: Api,
+}
+
+/// `vt rollback`
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// App (name or qualified name).
+    pub app: String,
+    /// Env (required when the app has several).
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Release to restore (default: the one before the latest).
+    #[arg(long, value_name = "N")]
+    pub to: Option<u64>,
+    /// Apply the rollback to the tracked branch at once instead of opening a pull request.
+    #[arg(long)]
+    pub merge: bool,
+    /// The forge to open the pull request with: github or gitea (Gitea and Forgejo).
+    #[arg(long, env = "VT_FORGE", value_name = "KIND")]
+    pub forge: Option<String>,
+    /// The forge's API base URL (default: https://api.github.com for github).
+    #[arg(long, env = "VT_FORGE_URL", value_name = "URL")]
+    pub forge_url: Option<String>,
+    /// The repository on the forge, `OWNER/NAME` (default: from the remote's URL).
+    #[arg(long, env = "VT_FORGE_REPO", value_name = "OWNER/NAME")]
+    pub forge_repo: Option<String>,
+    /// The forge's API token.
+    #[arg(long, env = "VT_FORGE_TOKEN", hide_env_values = true)]
+    pub forge_token: Option<String>,
+    /// Following the rollout (with --merge).
+    #[command(flatten)]
+    pub wait: Wait,
+    /// The controller.
+    #[command(flatten)]
+    pub api: Api,
 }

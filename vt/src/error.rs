@@ -17,6 +17,10 @@ pub enum Exit {
     NotFound = 4,
     /// A resource or file to create exists already.
     Conflict = 5,
+    /// `--timeout` passed before the rollout finished.
+    TimedOut = 6,
+    /// The change was pushed but was rejected by the controller or its rollout failed.
+    RolloutFailed = 7,
 }
 
 /// A failed command, rendered as text on stderr or as JSON on stdout.

@@ -5,8 +5,11 @@ mod cli;
 mod client;
 mod commands;
 mod error;
+mod forge;
+mod git_ops;
 mod output;
 mod telemetry;
+mod templates;
 
 use clap::Parser;
 use cli::{
@@ -44,7 +47,9 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             // The command's own exit code is vt's.
             std::process::exit(i32::from(code));
         }
-        Command::Init { dir } => commands::init::run(g, dir.as_deref()),
+        Command::Init { dir, template } => {
+            commands::init::run(g, dir.as_deref(), template.as_deref())
+        }
         Command::Org(OrgCommand::Create { name }) => commands::create::org(g, name),
         Command::Project(ProjectCommand::Create { name, org }) => {
             commands::create::project(g, name, org.as_deref())
@@ -205,6 +210,10 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         }) => commands::endpoints::describe(g, &api_client(api)?, app, endpoint, env.clone()),
         Command::Usage { since, api } => commands::endpoints::usage(g, &api_client(api)?, since),
         Command::Secrets(command) => secrets_command(g, command),
+        Command::Dev(args) => commands::dev::run(g, args),
+        Command::Diff(args) => commands::diff::run(g, args),
+        Command::Deploy(args) => commands::deploy::run(g, args),
+        Command::Rollback(args) => commands::rollback::run(g, args),
         Command::Fleet(FleetCommand::RotateKey { state_dir }) => {
             commands::secrets::rotate_key(g, state_dir)
         }

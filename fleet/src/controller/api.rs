@@ -117,6 +117,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/releases", get(releases))
         .route("/v1/events", get(events))
         .route("/v1/hosts", get(hosts))
+        .route("/v1/baseline", get(baseline))
         .route("/v1/logs", get(logs))
         .route("/v1/volumes", get(volumes))
         .route("/v1/endpoints", get(endpoints))
@@ -205,6 +206,13 @@ async fn releases(
         app,
         q.env.as_deref(),
     )?))
+}
+
+/// What `vt diff --against fleet` plans against.
+async fn baseline(
+    State(shared): State<Arc<Shared>>,
+) -> ApiResult<crate::controller::preview::Baseline> {
+    Ok(Json(views::baseline(&shared.lock())))
 }
 
 async fn hosts(State(shared): State<Arc<Shared>>) -> ApiResult<Vec<views::HostView>> {

@@ -275,16 +275,17 @@ async fn git_task(shared: Arc<Shared>, source: GitSource) {
     }
 }
 
-/// Kicks the git task whenever a ref of a local repository changes.
+/// Kicks the git task whenever a ref of a local repository, or a file of a
+/// working tree, changes (after the source's settle delay).
 fn watch_local(
     shared: &Arc<Shared>,
     source: &Arc<Mutex<GitSource>>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let paths = source
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .watch_paths();
+    let (paths, settle) = {
+        let source = source.lock().unwrap_or_else(|p| p.into_inner());
+        (source.watch_paths(), source.settle_delay())
+    };
     if paths.is_empty() {
         return None;
     }
@@ -293,7 +294,10 @@ fn watch_local(
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
             let kick = kick.clone();
-            handle.spawn(async move { kick.git_kick.notify_one() });
+            handle.spawn(async move {
+                tokio::time::sleep(settle).await;
+                kick.git_kick.notify_one();
+            });
         }
     })
     .map_err(|e| warn!(error = %e, "cannot watch the repository; polling only"))

@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod endpoint_views;
 pub mod events;
 pub mod git_source;
+pub mod preview;
 pub mod releases;
 pub mod sessions;
 pub mod setup;

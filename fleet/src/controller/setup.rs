@@ -167,12 +167,25 @@ pub fn init(
         endpoint_prefix: default_endpoint_prefix(),
         ipv4_pool: None,
     };
-    let json = serde_json::to_string_pretty(&settings).map_err(|source| SetupError::Settings {
+    write_private(&dir.join(SETTINGS_FILE), &settings_json(dir, &settings)?)?;
+    Ok(settings)
+}
+
+fn settings_json(dir: &Path, settings: &Settings) -> Result<String, SetupError> {
+    serde_json::to_string_pretty(settings).map_err(|source| SetupError::Settings {
         path: dir.join(SETTINGS_FILE),
         source,
-    })?;
-    write_private(&dir.join(SETTINGS_FILE), &json)?;
-    Ok(settings)
+    })
+}
+
+/// Replaces `fleet.json` in `dir` with `settings` (a new file renamed over
+/// the old one, private like the first).
+pub fn save_settings(dir: &Path, settings: &Settings) -> Result<(), SetupError> {
+    let path = dir.join(SETTINGS_FILE);
+    let tmp = dir.join(format!("{SETTINGS_FILE}.tmp.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    write_private(&tmp, &settings_json(dir, settings)?)?;
+    std::fs::rename(&tmp, &path).map_err(|source| SetupError::Io { path, source })
 }
 
 /// Adds a new age identity to the fleet's identity file (the old ones stay,
@@ -214,4 +227,25 @@ pub fn load_keys(dir: &Path) -> Result<Keys, SetupError> {
         secret: TokenSecret::load_or_create(dir)?,
         identity: Identity::load(dir)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_settings_replace_the_file_and_stay_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let any = "127.0.0.1:0".parse().expect("addr");
+        let mut settings = init(dir.path(), "worktree:/x", "main", any, any).expect("init");
+        settings.endpoint_prefix = "fd76:7400:de:1::/64".into();
+        save_settings(dir.path(), &settings).expect("save");
+        assert_eq!(load_settings(dir.path()).expect("load"), settings);
+        let mode = std::fs::metadata(dir.path().join(SETTINGS_FILE))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }

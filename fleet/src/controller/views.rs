@@ -344,3 +344,17 @@ mod tests {
         assert!(!matches("acme/shop/web/prod", "web", Some("dev")));
     }
 }
+
+/// The running desired state and what is observed, for `vt diff`.
+pub fn baseline(c: &Controller) -> crate::controller::preview::Baseline {
+    crate::controller::preview::Baseline {
+        commit: c.meta().last_good.clone(),
+        releases: c
+            .latest_releases()
+            .into_iter()
+            .filter(|(_, active)| *active)
+            .map(|(r, _)| r)
+            .collect(),
+        observed: c.observed(),
+    }
+}

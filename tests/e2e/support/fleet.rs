@@ -206,6 +206,14 @@ impl Controller {
         self.env.run("vt-cli", cmd)
     }
 
+    /// Runs `vt ARGS` (text output) in `cwd`, a repository, against it.
+    pub fn cli_in(&self, cwd: &Path, args: &[&str]) -> Out {
+        let mut cmd = self.env.vt_command(cwd, args);
+        cmd.env("VT_CONTROLLER", self.url());
+        cmd.env("VT_TOKEN", &self.token);
+        self.env.run("vt-cli", cmd)
+    }
+
     /// Runs `vt ARGS -o json` against it with another token, or none.
     pub fn cli_with_token(&self, args: &[&str], token: Option<&str>) -> Out {
         let mut all = args.to_vec();

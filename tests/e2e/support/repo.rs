@@ -126,3 +126,24 @@ impl Repo {
         self.git(&["push", "-q", "origin", "main"]);
     }
 }
+
+/// A desired-state repository with web/prod committed, its bare "origin" and
+/// a working clone of that: (bare repository, clone).
+pub fn origin_and_clone(sb: &Sandbox) -> (PathBuf, Repo) {
+    let seed = Repo::init(sb, "seed");
+    seed.add_web(2, "");
+    seed.commit("web");
+    let bare = sb.path().join("origin.git");
+    sb.env().git(
+        sb.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &seed.path().display().to_string(),
+            "origin.git",
+        ],
+    );
+    let clone = Repo::clone_from(sb, &bare, "work");
+    (bare, clone)
+}

@@ -18,7 +18,7 @@ use vt_fleet::host::sim_runtime::SimRuntime;
 use vt_fleet::wire::messages::HostRegistration;
 use vt_fleet::wire::{Enroller, Role};
 
-fn setup_error(e: setup::SetupError) -> CliError {
+pub(crate) fn setup_error(e: setup::SetupError) -> CliError {
     let exit = match e {
         setup::SetupError::Exists(_) => Exit::Conflict,
         setup::SetupError::NoFleet(_) => Exit::NotFound,
@@ -151,18 +151,23 @@ pub fn token(global: &Global, state_dir: &Path, role: &str, ttl: &str) -> Result
     };
     let ttl_ms = vt_repo::Duration::parse(ttl)
         .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", format!("--ttl: {e}")))?;
-    let keys = setup::load_keys(state_dir).map_err(setup_error)?;
-    let enroller = Enroller::new(keys.ca, keys.secret, Duration::from_secs(365 * 24 * 3600));
-    let token = enroller
-        .mint(role, ttl_ms.as_std(), SystemTime::now())
-        .map_err(|e| CliError::new(Exit::Failure, "E_TOKEN", chain(&e)))?;
     let out = JoinToken {
         role: role.to_string(),
         expires_in: ttl_ms.to_string(),
-        token: token.as_str().to_string(),
+        token: mint_token(state_dir, role, ttl_ms.as_std())?,
     };
     output::print(global.output, &out, |_| format!("{}\n", out.token));
     Ok(())
+}
+
+/// A join token for `role`, valid for `ttl`, from the fleet in `state_dir`.
+pub(crate) fn mint_token(state_dir: &Path, role: Role, ttl: Duration) -> Result<String, CliError> {
+    let keys = setup::load_keys(state_dir).map_err(setup_error)?;
+    let enroller = Enroller::new(keys.ca, keys.secret, Duration::from_secs(365 * 24 * 3600));
+    let token = enroller
+        .mint(role, ttl, SystemTime::now())
+        .map_err(|e| CliError::new(Exit::Failure, "E_TOKEN", chain(&e)))?;
+    Ok(token.as_str().to_string())
 }
 
 /// Options of `vt host run` that choose and tune the runtime.

@@ -3,11 +3,16 @@
 
 pub mod attach;
 pub mod create;
+pub mod deploy;
+pub mod dev;
+pub mod diff;
 pub mod endpoints;
 pub mod fleet;
+pub mod follow;
 pub mod init;
 pub mod observe;
 pub mod read;
+pub mod rollback;
 pub mod schema;
 pub mod secrets;
 pub mod volumes;

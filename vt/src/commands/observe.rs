@@ -265,7 +265,8 @@ pub struct EventsArgs {
     pub limit: usize,
 }
 
-fn event_line(e: &Event, s: Style) -> String {
+/// One event as a line for people.
+pub fn event_line(e: &Event, s: Style) -> String {
     let about = [e.app.as_deref(), e.env.as_deref()]
         .into_iter()
         .flatten()
@@ -404,7 +405,8 @@ fn ago(flag: &str, value: &Option<String>) -> Result<Option<String>, CliError> {
         .transpose()
 }
 
-fn log_line(l: &LogLine, s: Style) -> String {
+/// One log line for people: time, instance, text (stderr in red).
+pub(crate) fn log_line(l: &LogLine, s: Style) -> String {
     let text = if l.stream == "stderr" {
         s.red(&l.line)
     } else {

@@ -26,8 +26,10 @@
 //! heavily (`from_layout`, `unpack`, `rootfs`, `instance_disk`) blocks, so
 //! call it from `spawn_blocking` in async code.
 
+pub mod build;
 mod digest;
 mod error;
+pub mod local_registry;
 pub mod process;
 mod registry;
 mod rootfs;
@@ -43,7 +45,7 @@ pub use digest::{Digest, InvalidDigest};
 pub use error::{ImageError, Result};
 pub use process::{effective_process, Process, ProcessError, Users};
 pub use registry::{is_loopback, parse_reference, Auth};
-pub use rootfs::Rootfs;
+pub use rootfs::{find_program, Rootfs};
 pub use spec::{ConfigFile, Descriptor, ImageConfig, Manifest};
 
 use digest::Hashing;

@@ -28,7 +28,7 @@ pub struct Rootfs {
 
 /// Finds a program on `PATH` or in the sbin directories (which a non-root
 /// `PATH` often lacks).
-pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
+pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))

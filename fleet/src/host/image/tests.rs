@@ -2,7 +2,9 @@
 //! mkfs.ext4 and debugfs. A missing tool fails the test with a `just setup`
 //! hint.
 
-use super::testing::{build_image, build_image_with, build_index, push, require, Registry};
+use super::testing::{
+    build_image, build_image_with, build_index, push, require, BuildOptions, Registry,
+};
 use super::*;
 use crate::host::image::spec::Platform;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -302,11 +304,13 @@ async fn image_multi_arch_index_resolves_to_linux_amd64() {
         "arm64",
         &[&layer],
         &ImageConfig::default(),
-        Compression::Gzip,
-        &Platform {
-            architecture: "arm64".into(),
-            os: "linux".into(),
-            variant: Some("v8".into()),
+        &BuildOptions {
+            platform: Platform {
+                architecture: "arm64".into(),
+                os: "linux".into(),
+                variant: Some("v8".into()),
+            },
+            ..BuildOptions::default()
         },
     )
     .expect("arm64");
@@ -709,8 +713,10 @@ fn image_zstd_and_plain_layers_unpack() {
             tag,
             &[&l1, &l2],
             &ImageConfig::default(),
-            compression,
-            &Platform::linux_amd64(),
+            &BuildOptions {
+                compression,
+                ..BuildOptions::default()
+            },
         )
         .expect("build");
         let image = store.from_layout(&layout, tag).expect("import");
