@@ -294,10 +294,13 @@ fn rollback_merge_restores_the_previous_spec_as_a_new_release() {
     let sb = Sandbox::new();
     let w = World::start(&sb);
 
-    let out = w
-        .rollback(&["web", "--env", "prod", "--merge", "--no-wait"])
-        .ok();
-    let result = out.json();
+    // Merged and followed: the receipt of release 3.
+    let out = w.rollback(&["web", "--env", "prod", "--merge"]).ok();
+    let all = out.json();
+    let receipt = &all["receipt"];
+    assert_eq!(receipt["outcome"], "rolled_out", "{out}");
+    assert_eq!(num(&receipt["workloads"][0], "release"), 3, "{out}");
+    let result = all["rollback"].clone();
     assert_eq!(
         (num(&result, "from_release"), num(&result, "to_release")),
         (2, 1),

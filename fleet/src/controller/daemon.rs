@@ -292,7 +292,8 @@ fn watch_local(
     let handle = tokio::runtime::Handle::current();
     let kick = shared.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // Reading is no change (and the git task's own reads would kick it again).
+        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
             let kick = kick.clone();
             handle.spawn(async move {
                 tokio::time::sleep(settle).await;

@@ -348,9 +348,15 @@ fn secs(ms: u64) -> String {
     format!("{}.{}s", ms / 1000, (ms % 1000) / 100)
 }
 
-/// Prints the receipt, and exits with the outcome's code when it is not a success.
+/// Prints the receipt, and fails with the outcome's exit code when it is not a success.
 pub fn finish(g: &Global, receipt: &Receipt) -> Result<(), CliError> {
     output::print(g.output, receipt, |s| render(receipt, s));
+    result(receipt)
+}
+
+/// Ok for a rollout that succeeded (or was not followed), else the error
+/// with the outcome's exit code: 6 timed out, 7 rejected or failed.
+pub fn result(receipt: &Receipt) -> Result<(), CliError> {
     let (exit, code) = match receipt.outcome {
         Outcome::Pushed | Outcome::RolledOut => return Ok(()),
         Outcome::TimedOut => (Exit::TimedOut, "E_TIMEOUT"),
@@ -363,7 +369,8 @@ pub fn finish(g: &Global, receipt: &Receipt) -> Result<(), CliError> {
     ))
 }
 
-fn render(r: &Receipt, s: Style) -> String {
+/// The receipt for people.
+pub fn render(r: &Receipt, s: Style) -> String {
     let outcome = match r.outcome {
         Outcome::Pushed => s.green("pushed (not followed)"),
         Outcome::RolledOut => s.green("rolled out"),

@@ -6,7 +6,7 @@
 
 use crate::cli::{Global, RollbackArgs};
 use crate::client::Client;
-use crate::commands::find_root;
+use crate::commands::{find_root, follow};
 use crate::error::{CliError, Exit};
 use crate::forge::{self, Forge, ForgeError, PullRequest};
 use crate::git_ops::{self, short, FastForward, GitError, Upstream};
@@ -61,9 +61,33 @@ pub struct Outcome {
 
 /// Runs `vt rollback`.
 pub fn run(g: &Global, args: &RollbackArgs) -> Result<(), CliError> {
+    let started = std::time::Instant::now();
+    let follows = args.merge && !args.wait.no_wait;
+    let client = Client::new(args.api.controller.as_deref(), args.api.token.as_deref())?;
+    let cursor = if follows {
+        Some(follow::cursor(&client)?)
+    } else {
+        None
+    };
     let outcome = rollback(g, args)?;
-    output::print(g.output, &outcome, |s| text(&outcome, s));
-    Ok(())
+    let (Some(after), Some(commit), true) = (cursor, &outcome.commit, outcome.merged) else {
+        output::print(g.output, &outcome, |s| text(&outcome, s));
+        return Ok(());
+    };
+    let pushed = follow::Pushed {
+        commit: commit.clone(),
+        branch: outcome.base.clone(),
+        workloads: vec![format!("{}/{}", outcome.app, outcome.env)],
+        started,
+        after,
+    };
+    let receipt = follow::follow(g, &client, &args.wait, &pushed)?;
+    output::print(
+        g.output,
+        &serde_json::json!({"rollback": &outcome, "receipt": &receipt}),
+        |s| text(&outcome, s) + &follow::render(&receipt, s),
+    );
+    follow::result(&receipt)
 }
 
 /// Builds and pushes the rollback, then opens its pull request or (with

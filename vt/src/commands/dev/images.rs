@@ -198,7 +198,11 @@ impl Builder {
         let images = self.root.join("images");
         let (tx, rx) = mpsc::channel::<PathBuf>();
         let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
-            if let Ok(event) = e {
+            // Reads (the builds' own among them) change nothing.
+            if let Some(event) = e
+                .ok()
+                .filter(|e| !matches!(e.kind, notify::EventKind::Access(_)))
+            {
                 for path in event.paths {
                     let _ = tx.send(path);
                 }
