@@ -2,9 +2,10 @@
 //! HEAD is on and where it pushes, fetching it, committing paths, pushing
 //! without ever forcing, and what a rejected push missed.
 //!
-//! Remote operations authenticate with the ssh-agent, then git's credential
-//! helpers (from the repository's config), then the default credentials;
-//! local paths and `file://` remotes need none.
+//! Remotes given as a path go through libgit2. Remotes given as a URL
+//! (`https://`, `ssh://`, `git@host:path`, `file://`) go through the `git`
+//! command, so the user's own transports, ssh keys and credential helpers
+//! apply exactly as for `git push` (libgit2 is built here without ssh/TLS).
 
 use crate::error::{CliError, Exit};
 use git2::{Cred, CredentialType, ErrorClass, ErrorCode, Oid, Repository};
@@ -72,6 +73,14 @@ pub enum GitError {
     /// Any other git failure.
     #[error("{}", .0.message())]
     Git(#[from] git2::Error),
+    /// The `git` command failed.
+    #[error("`git {args}` failed: {message}")]
+    Command {
+        /// Its arguments.
+        args: String,
+        /// What it printed on stderr.
+        message: String,
+    },
 }
 
 impl From<GitError> for CliError {
@@ -94,12 +103,12 @@ impl From<GitError> for CliError {
             )),
             GitError::Refused { .. } => error("E_PUSH_REFUSED")
                 .hint("check your permissions and the branch's protection rules on the remote"),
-            GitError::Git(g) if g.class() == ErrorClass::Net => error("E_GIT").hint(
-                "check the remote's URL and your credentials (ssh-agent or a git credential \
-                 helper); this build of vt's git has no ssh or https transport: local paths, \
-                 file://, git:// and http:// remotes only",
-            ),
+            GitError::Git(g) if g.class() == ErrorClass::Net => {
+                error("E_GIT").hint("check the remote's URL and that `git fetch` works here")
+            }
             GitError::Git(_) => error("E_GIT"),
+            GitError::Command { .. } => error("E_GIT")
+                .hint("check the remote's URL and your credentials: `git fetch` must work here"),
         }
     }
 }
@@ -183,6 +192,14 @@ fn callbacks<'a>(repo: &Repository) -> git2::RemoteCallbacks<'a> {
 
 /// The branch names (`refs/heads/*`) of `remote`, as the remote lists them now.
 pub fn remote_branches(repo: &Repository, remote: &str) -> Result<Vec<String>, GitError> {
+    if by_command(repo, remote)? {
+        let listed = git(repo, &["ls-remote", "--heads", remote])?;
+        return Ok(listed
+            .lines()
+            .filter_map(|l| l.split('\t').nth(1)?.strip_prefix("refs/heads/"))
+            .map(str::to_string)
+            .collect());
+    }
     let mut remote = repo.find_remote(remote)?;
     let connection = remote.connect_auth(git2::Direction::Fetch, Some(callbacks(repo)), None)?;
     let heads = connection.list()?;
@@ -197,8 +214,18 @@ pub fn remote_branches(repo: &Repository, remote: &str) -> Result<Vec<String>, G
 pub fn fetch(repo: &Repository, up: &Upstream) -> Result<Oid, GitError> {
     let _span =
         tracing::debug_span!("fetch", remote = %up.remote, branch = %up.remote_branch).entered();
-    let mut remote = repo.find_remote(&up.remote)?;
     let refspec = format!("+refs/heads/{}:{}", up.remote_branch, up.tracking_ref());
+    if by_command(repo, &up.remote)? {
+        if !remote_branches(repo, &up.remote)?.contains(&up.remote_branch) {
+            return Err(GitError::NoRemoteBranch {
+                remote: up.remote.clone(),
+                branch: up.remote_branch.clone(),
+            });
+        }
+        git(repo, &["fetch", "--quiet", &up.remote, &refspec])?;
+        return Ok(repo.refname_to_id(&up.tracking_ref())?);
+    }
+    let mut remote = repo.find_remote(&up.remote)?;
     let mut options = git2::FetchOptions::new();
     options.remote_callbacks(callbacks(repo));
     remote.fetch(&[refspec.as_str()], Some(&mut options), None)?;
@@ -294,6 +321,9 @@ pub fn push(
     remote_branch: &str,
 ) -> Result<(), GitError> {
     let _span = tracing::debug_span!("push", remote, branch = remote_branch).entered();
+    if by_command(repo, remote)? {
+        return push_by_command(repo, remote, local_ref, remote_branch);
+    }
     let refused = RefCell::new(None::<String>);
     let mut handle = repo.find_remote(remote)?;
     let mut callbacks = callbacks(repo);
@@ -331,6 +361,80 @@ pub fn push(
             Ok(())
         }
     }
+}
+
+/// Whether `remote` is a URL, reached with the `git` command.
+fn by_command(repo: &Repository, remote: &str) -> Result<bool, GitError> {
+    let handle = repo.find_remote(remote)?;
+    let url = handle.pushurl().or(handle.url()).unwrap_or_default();
+    let scp_like = url
+        .split_once(':')
+        .is_some_and(|(host, _)| host.contains('@') && !host.contains('/'));
+    Ok(url.contains("://") || scp_like)
+}
+
+/// Runs `git ARGS` in the repository, never prompting.
+fn run_git(repo: &Repository, args: &[&str]) -> Result<std::process::Output, GitError> {
+    let dir = repo.workdir().unwrap_or_else(|| repo.path());
+    std::process::Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|e| GitError::Command {
+            args: args.join(" "),
+            message: format!("cannot run git: {e}"),
+        })
+}
+
+/// Runs `git ARGS` in the repository, which must succeed; its stdout.
+fn git(repo: &Repository, args: &[&str]) -> Result<String, GitError> {
+    let out = run_git(repo, args)?;
+    if !out.status.success() {
+        return Err(GitError::Command {
+            args: args.join(" "),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// [`push`] through `git push --porcelain`: a `!` line is a refused
+/// reference, rejected when it says the remote moved.
+fn push_by_command(
+    repo: &Repository,
+    remote: &str,
+    local_ref: &str,
+    remote_branch: &str,
+) -> Result<(), GitError> {
+    let refspec = format!("{local_ref}:refs/heads/{remote_branch}");
+    let args = ["push", "--porcelain", remote, refspec.as_str()];
+    let out = run_git(repo, &args)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (remote, branch) = (remote.to_string(), remote_branch.to_string());
+    if let Some(line) = stdout.lines().find(|l| l.starts_with('!')) {
+        let message = line.split('\t').nth(2).unwrap_or(line).to_string();
+        return Err(if is_non_fast_forward(&message) {
+            GitError::Rejected {
+                remote,
+                branch,
+                message,
+            }
+        } else {
+            GitError::Refused {
+                remote,
+                branch,
+                message,
+            }
+        });
+    }
+    if !out.status.success() {
+        return Err(GitError::Command {
+            args: args.join(" "),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// The first 7 hex digits of a commit's ID.
@@ -611,6 +715,49 @@ mod tests {
         assert!(matches!(
             fetch(&w.clone, &up),
             Err(GitError::NoRemoteBranch { branch, .. }) if branch == "nope"
+        ));
+    }
+
+    #[test]
+    fn url_remotes_go_through_the_git_command_with_the_same_rules() {
+        let w = world();
+        let url = format!("file://{}", w.origin.path().display());
+        w.clone.remote_set_url("origin", &url).expect("set url");
+        assert!(by_command(&w.clone, "origin").expect("remote"));
+        let up = upstream(&w.clone).expect("upstream");
+        assert_eq!(
+            remote_branches(&w.clone, "origin").expect("ls-remote"),
+            ["main"]
+        );
+        let base = fetch(&w.clone, &up).expect("fetch");
+        assert_eq!(base, origin_main(&w));
+
+        write(&w.clone, "a.txt", "mine\n");
+        commit_paths(&w.clone, "mine", &["a.txt".into()])
+            .expect("commit")
+            .expect("a commit");
+        push(&w.clone, "origin", "refs/heads/main", "main").expect("a fast-forward");
+        let mine = origin_main(&w);
+
+        let theirs = someone_pushes(&w, "theirs");
+        write(&w.clone, "a.txt", "mine again\n");
+        commit_paths(&w.clone, "mine again", &["a.txt".into()])
+            .expect("commit")
+            .expect("a commit");
+        match push(&w.clone, "origin", "refs/heads/main", "main") {
+            Err(GitError::Rejected { .. }) => {}
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        assert_eq!(origin_main(&w), theirs, "nothing forced");
+        assert_ne!(mine, theirs);
+        let up = upstream(&w.clone).expect("upstream");
+        let missing = Upstream {
+            remote_branch: "nope".into(),
+            ..up
+        };
+        assert!(matches!(
+            fetch(&w.clone, &missing),
+            Err(GitError::NoRemoteBranch { .. })
         ));
     }
 }

@@ -332,19 +332,6 @@ pub fn volumes(c: &Controller, app: Option<&str>, env: Option<&str>) -> Vec<Volu
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::matches;
-
-    #[test]
-    fn app_and_env_names_match_by_suffix() {
-        assert!(matches("acme/shop/web/prod", "web", None));
-        assert!(matches("acme/shop/web/prod", "shop/web", Some("prod")));
-        assert!(!matches("acme/shop/web/prod", "eb", None));
-        assert!(!matches("acme/shop/web/prod", "web", Some("dev")));
-    }
-}
-
 /// The running desired state and what is observed, for `vt diff`.
 pub fn baseline(c: &Controller) -> crate::controller::preview::Baseline {
     crate::controller::preview::Baseline {
@@ -356,5 +343,18 @@ pub fn baseline(c: &Controller) -> crate::controller::preview::Baseline {
             .map(|(r, _)| r)
             .collect(),
         observed: c.observed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn app_and_env_names_match_by_suffix() {
+        assert!(matches("acme/shop/web/prod", "web", None));
+        assert!(matches("acme/shop/web/prod", "shop/web", Some("prod")));
+        assert!(!matches("acme/shop/web/prod", "eb", None));
+        assert!(!matches("acme/shop/web/prod", "web", Some("dev")));
     }
 }
