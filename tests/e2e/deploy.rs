@@ -68,6 +68,9 @@ fn deploy_commits_pushes_follows_and_prints_a_receipt() {
         .expect("releases");
     assert_eq!(num(latest, "number"), 2);
     assert_eq!(latest["commit"]["sha"], commit.as_str());
+    let status = latest["status"].as_str().unwrap_or_default();
+    assert!(status.starts_with("current, 3 serving"), "{latest}");
+    assert_eq!(releases[0]["status"], "superseded", "{releases}");
     let message = work.git(&["log", "-1", "--format=%s"]);
     assert!(
         message.contains("acme/shop/web/prod release 2"),

@@ -199,7 +199,7 @@ async fn describe(
 async fn releases(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<AppQuery>,
-) -> ApiResult<Vec<crate::controller::releases::Release>> {
+) -> ApiResult<Vec<views::ReleaseView>> {
     let app = need_app(&q)?;
     Ok(Json(views::releases(
         &shared.lock(),

@@ -5,7 +5,7 @@
 use crate::controller::core::{Controller, HostRecord, InstanceRecord, Pending};
 use crate::controller::releases::{CommitInfo, Release};
 use crate::controller::store::StoreError;
-use crate::plan::{HostStatus, Millis, Phase, RolloutState, WorkloadKey};
+use crate::plan::{HostStatus, Millis, Phase, RolloutState, RolloutStatus, WorkloadKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use vt_repo::{EffectiveSpec, FieldChange};
@@ -242,16 +242,59 @@ pub fn describe(
 }
 
 /// Every release of the workloads matching `app` and `env`, oldest first.
-pub fn releases(c: &Controller, app: &str, env: Option<&str>) -> Result<Vec<Release>, StoreError> {
+pub fn releases(
+    c: &Controller,
+    app: &str,
+    env: Option<&str>,
+) -> Result<Vec<ReleaseView>, StoreError> {
     let mut out = Vec::new();
-    for (release, _) in c
+    for (latest, active) in c
         .latest_releases()
         .into_iter()
         .filter(|(r, _)| matches(&r.name, app, env))
     {
-        out.extend(c.releases_of(&release.key)?);
+        let serving = |number: u64| {
+            c.instances_of(&latest.key)
+                .iter()
+                .filter(|i| i.instance.release == number && i.instance.phase == Phase::Healthy)
+                .count()
+        };
+        let rollout = c
+            .rollout(&latest.key)
+            .filter(|r| r.release == latest.number);
+        for release in c.releases_of(&latest.key)? {
+            let healthy = serving(release.number);
+            let status = if release.number != latest.number {
+                if healthy > 0 {
+                    format!("superseded, {healthy} still serving")
+                } else {
+                    "superseded".to_string()
+                }
+            } else if !active {
+                "removed from the repository".to_string()
+            } else {
+                match rollout.map(|r| &r.status) {
+                    Some(RolloutStatus::Completed) => format!("current, {healthy} serving"),
+                    Some(RolloutStatus::Halted { reason }) => format!("halted: {reason}"),
+                    Some(RolloutStatus::Progressing) | None => {
+                        format!("rolling out, {healthy} healthy")
+                    }
+                }
+            };
+            out.push(ReleaseView { release, status });
+        }
     }
     Ok(out)
+}
+
+/// A release with where it stands now: `GET /v1/releases`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseView {
+    /// The release.
+    #[serde(flatten)]
+    pub release: Release,
+    /// current, rolling out, halted, superseded (and how many instances serve it).
+    pub status: String,
 }
 
 /// Every host with what it has reserved.

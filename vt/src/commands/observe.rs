@@ -6,9 +6,8 @@ use crate::client::{format_time, Client};
 use crate::error::CliError;
 use crate::output::{self, Style, Table};
 use vt_fleet::controller::events::Event;
-use vt_fleet::controller::releases::Release;
 use vt_fleet::controller::views::{
-    DescribeView, HostView, InstanceView, StatusView, WorkloadStatus,
+    DescribeView, HostView, InstanceView, ReleaseView, StatusView, WorkloadStatus,
 };
 use vt_fleet::plan::RolloutStatus;
 use vt_fleet::wire::messages::LogLine;
@@ -220,12 +219,14 @@ pub fn releases(
     app: String,
     env: Option<String>,
 ) -> Result<(), CliError> {
-    let releases: Vec<Release> = client.get("/v1/releases", &[("app", Some(app)), ("env", env)])?;
+    let releases: Vec<ReleaseView> =
+        client.get("/v1/releases", &[("app", Some(app)), ("env", env)])?;
     output::print(global.output, &releases, |s| {
         let mut table = Table::new(&[
-            "APP/ENV", "RELEASE", "COMMIT", "AUTHOR", "CREATED", "CHANGED",
+            "APP/ENV", "RELEASE", "COMMIT", "AUTHOR", "CREATED", "CHANGED", "STATUS",
         ]);
-        for r in &releases {
+        for view in &releases {
+            let r = &view.release;
             let changed = if r.number == 1 {
                 "(first release)".to_string()
             } else {
@@ -242,6 +243,7 @@ pub fn releases(
                 r.commit.author.clone(),
                 format_time(r.created),
                 changed,
+                view.status.clone(),
             ]);
         }
         table.render(s)
