@@ -29,9 +29,10 @@ lint:
 
 # Benchmarks (figures go to the README's performance section).
 bench:
-    cargo bench -p vt-fleet -p vt -p vt-tests -p vt-edge --bench planner --bench push_latency --bench microvm --bench tunnel
+    cargo bench -p vt-fleet -p vt -p vt-tests -p vt-edge --bench planner --bench push_latency --bench microvm --bench tunnel --bench dev_cold_start
 
-# Set up, build, and run the local stack (controller + 2 simulated hosts) on a sample app.
+# Set up, build, and run the sample app (templates/hello, created once in .dev/hello) with `vt dev`.
 dev: setup guest
     cargo build -p vt
-    scripts/dev.sh
+    [ -f .dev/hello/vt.yaml ] || target/debug/vt init --template hello .dev/hello
+    cd .dev/hello && ../../target/debug/vt dev

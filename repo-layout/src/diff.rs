@@ -6,7 +6,7 @@ use crate::ids::Kind;
 use crate::state::DesiredState;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How a resource changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -48,9 +48,36 @@ pub struct ResourceDiff {
     pub fields: Vec<FieldChange>,
 }
 
-/// The semantic content of every resource, keyed by kind and ID (or name when
-/// the ID is missing).
-fn resources(state: &DesiredState) -> BTreeMap<(Kind, String), (String, Value)> {
+/// IDs of the apps and envs whose name and content are the same in both
+/// states, found without serializing them: most of a big repository.
+fn unchanged(old: &DesiredState, new: &DesiredState) -> HashSet<String> {
+    let mut same = HashSet::new();
+    let apps: HashMap<&str, _> = old.apps.iter().map(|a| (a.id.as_str(), a)).collect();
+    for b in &new.apps {
+        if apps.get(b.id.as_str()).is_some_and(|a| {
+            (&a.org, &a.project, &a.name, &a.spec) == (&b.org, &b.project, &b.name, &b.spec)
+        }) {
+            same.insert(b.id.clone());
+        }
+    }
+    let envs: HashMap<&str, _> = old.envs.iter().map(|e| (e.id.as_str(), e)).collect();
+    for b in &new.envs {
+        if envs.get(b.id.as_str()).is_some_and(|a| {
+            a.qualified() == b.qualified() && a.effective.is_some() && a.effective == b.effective
+        }) {
+            same.insert(b.id.clone());
+        }
+    }
+    same.remove("");
+    same
+}
+
+/// The semantic content of every resource but those in `skip`, keyed by kind
+/// and ID (or name when the ID is missing).
+fn resources(
+    state: &DesiredState,
+    skip: &HashSet<String>,
+) -> BTreeMap<(Kind, String), (String, Value)> {
     let mut out = BTreeMap::new();
     let mut add = |kind, id: &str, name: String, value: Value| {
         let key = if id.is_empty() {
@@ -76,7 +103,7 @@ fn resources(state: &DesiredState) -> BTreeMap<(Kind, String), (String, Value)> 
             json!({"name": p.qualified()}),
         );
     }
-    for a in &state.apps {
+    for a in state.apps.iter().filter(|a| !skip.contains(&a.id)) {
         let mut spec = a.spec.clone();
         spec.id = None;
         add(
@@ -86,7 +113,7 @@ fn resources(state: &DesiredState) -> BTreeMap<(Kind, String), (String, Value)> 
             json!({"name": a.qualified(), "spec": spec}),
         );
     }
-    for e in &state.envs {
+    for e in state.envs.iter().filter(|e| !skip.contains(&e.id)) {
         let spec = match &e.effective {
             Some(effective) => json!(effective),
             None => json!({"unresolved": e.overrides}),
@@ -165,8 +192,9 @@ pub fn diff_values(old: &Value, new: &Value) -> Vec<FieldChange> {
 
 /// Compares two desired states; resources in kind order, then by name.
 pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<ResourceDiff> {
-    let before = resources(old);
-    let after = resources(new);
+    let skip = unchanged(old, new);
+    let before = resources(old, &skip);
+    let after = resources(new, &skip);
     let mut keys: Vec<&(Kind, String)> = before.keys().chain(after.keys()).collect();
     keys.sort();
     keys.dedup();

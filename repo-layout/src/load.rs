@@ -249,12 +249,10 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
 fn resolve_envs(checker: &mut Checker<'_>, state: &mut DesiredState) {
     let defaults = state.config.defaults.clone().unwrap_or_default();
     let default_region = state.config.regions.first().map(|r| r.name.clone());
+    let apps: std::collections::HashMap<String, &crate::App> =
+        state.apps.iter().map(|a| (a.qualified(), a)).collect();
     for env in &mut state.envs {
-        let Some(app) = state
-            .apps
-            .iter()
-            .find(|a| a.qualified() == env.app_qualified())
-        else {
+        let Some(app) = apps.get(&env.app_qualified()) else {
             continue;
         };
         let merged = effective::overlay(&effective::overlay(&defaults, &app.spec), &env.overrides);

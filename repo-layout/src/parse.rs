@@ -113,7 +113,8 @@ where
             return None;
         }
     };
-    let schema = schemars::schema_for!(T);
+    // Only needed for "did you mean": built on the first unknown field (it is most of a parse).
+    let schema = std::cell::OnceCell::new();
     for _ in 0..MAX_ERRORS_PER_FILE {
         let mut unknown = Vec::new();
         let mut record = |path: serde_ignored::Path<'_>| unknown.push(from_ignored_path(&path));
@@ -124,7 +125,12 @@ where
         match result {
             Ok(value) => {
                 for segs in unknown {
-                    diagnostics.push(unknown_field(file, &index, schema.as_value(), &segs));
+                    diagnostics.push(unknown_field(
+                        file,
+                        &index,
+                        schema.get_or_init(|| schemars::schema_for!(T)).as_value(),
+                        &segs,
+                    ));
                 }
                 return Some(Parsed { value, index });
             }

@@ -9,6 +9,7 @@ mod support;
 
 mod auth;
 mod deploy;
+mod dev;
 mod diff;
 mod edge;
 mod faults;

@@ -248,8 +248,76 @@ pub fn preview(
         }
     }
     let desired = desired_after(&latest, &planned.releases, &planned.removed);
+    let focus: BTreeSet<&WorkloadKey> = planned
+        .releases
+        .iter()
+        .map(|r| &r.key)
+        .chain(&planned.removed)
+        .collect();
+    let (desired, mut observed) = focused(&desired, &observed, &focus);
     follow_waves(&mut out, &desired, &mut observed, &names, now);
     out
+}
+
+/// The planner's inputs narrowed to the `focus` workloads: the others stay
+/// where they are, so they only count as capacity their hosts do not have.
+/// Planning the rest again would change nothing (the planner is idempotent)
+/// and costs most of the time on a big fleet.
+fn focused(
+    desired: &Desired,
+    observed: &Observed,
+    focus: &BTreeSet<&WorkloadKey>,
+) -> (Desired, Observed) {
+    let mut held: BTreeMap<&str, (u32, u64)> = BTreeMap::new();
+    for i in &observed.instances {
+        if !focus.contains(&i.key) && i.phase.holds_resources() {
+            let h = held.entry(i.host.as_str()).or_default();
+            h.0 = h.0.saturating_add(i.cpu);
+            h.1 = h.1.saturating_add(i.memory);
+        }
+    }
+    let hosts = observed
+        .hosts
+        .iter()
+        .map(|h| {
+            let (cpu, memory) = held.get(h.id.as_str()).copied().unwrap_or_default();
+            crate::plan::Host {
+                cpu: h.cpu.saturating_sub(cpu),
+                memory: h.memory.saturating_sub(memory),
+                ..h.clone()
+            }
+        })
+        .collect();
+    let desired = Desired {
+        workloads: desired
+            .workloads
+            .iter()
+            .filter(|w| focus.contains(&w.key))
+            .cloned()
+            .collect(),
+    };
+    let observed = Observed {
+        hosts,
+        instances: observed
+            .instances
+            .iter()
+            .filter(|i| focus.contains(&i.key))
+            .cloned()
+            .collect(),
+        rollouts: observed
+            .rollouts
+            .iter()
+            .filter(|r| focus.contains(&r.key))
+            .cloned()
+            .collect(),
+        volumes: observed
+            .volumes
+            .iter()
+            .filter(|v| focus.contains(&v.key))
+            .cloned()
+            .collect(),
+    };
+    (desired, observed)
 }
 
 /// The desired workloads once the change is applied.

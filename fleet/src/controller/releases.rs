@@ -66,21 +66,19 @@ pub fn plan_releases(
     now: Millis,
 ) -> ReleasePlan {
     let mut plan = ReleasePlan::default();
-    let mut present = Vec::new();
+    let mut present = std::collections::BTreeSet::new();
+    let apps: BTreeMap<String, &vt_repo::App> =
+        state.apps.iter().map(|a| (a.qualified(), a)).collect();
     for env in &state.envs {
         let Some(spec) = &env.effective else { continue };
-        let Some(app) = state
-            .apps
-            .iter()
-            .find(|a| a.qualified() == env.app_qualified())
-        else {
+        let Some(app) = apps.get(&env.app_qualified()) else {
             continue;
         };
         let key = WorkloadKey {
             app_id: app.id.clone(),
             env_id: env.id.clone(),
         };
-        present.push(key.clone());
+        present.insert(key.clone());
         let hash = spec_hash(spec);
         let previous = latest.get(&key);
         if previous.is_some_and(|p| p.spec_hash == hash) {

@@ -71,6 +71,16 @@ impl Runtime for SimRuntime {
         }
     }
 
+    fn shutdown(&mut self) {
+        // The agent is stopping: every instance stops at the next poll.
+        for inst in self.instances.values_mut() {
+            if inst.phase.is_live() {
+                inst.phase = Phase::Stopping;
+                inst.until = 0;
+            }
+        }
+    }
+
     fn poll(&mut self, now: Millis) -> bool {
         let mut changed = false;
         for inst in self.instances.values_mut() {
@@ -121,5 +131,14 @@ mod tests {
         assert!(rt.poll(250));
         assert_eq!(rt.report()[0].phase, Phase::Stopped);
         assert!(rt.report().is_empty());
+    }
+
+    #[test]
+    fn a_shutdown_stops_every_instance_at_the_next_poll() {
+        let mut rt = SimRuntime::new(100, 5_000);
+        rt.apply(&[assignment("i1", Desire::Run)], 0);
+        rt.shutdown();
+        assert!(rt.poll(1));
+        assert_eq!(rt.report()[0].phase, Phase::Stopped);
     }
 }

@@ -91,6 +91,15 @@ impl Proc {
         }
     }
 
+    /// Sends it SIGINT, as Ctrl-C on its terminal does.
+    pub fn interrupt(&mut self) {
+        if self.exited().is_none() {
+            if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+            }
+        }
+    }
+
     /// Asks it to stop with SIGTERM (a host agent then stops its VMs) and
     /// waits up to `timeout` before killing it.
     pub fn terminate(&mut self, timeout: Duration) {

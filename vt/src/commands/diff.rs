@@ -108,39 +108,46 @@ pub fn report(g: &Global, args: &DiffArgs) -> Result<DiffReport, CliError> {
         .and_then(|b| b.commit.as_ref())
         .map(|c| c.sha.clone());
     let (base_rev, head_rev) = revisions(args.range.as_deref(), fleet_commit.as_deref())?;
-    let base = snapshot(&root, base_rev.as_deref())?;
-    let head = snapshot(&root, head_rev.as_deref())?;
-    // The two trees load on two threads: loading is most of the time on big repositories.
-    let (base_state, loaded) = std::thread::scope(|scope| {
-        let base_load = scope.spawn(|| vt_repo::load(&base).state);
-        let loaded = vt_repo::load(&head);
-        (base_load.join(), loaded)
+    let now = vt_fleet::controller::daemon::now();
+    let panicked = || CliError::new(Exit::Failure, "E_INTERNAL", "a thread of vt diff panicked");
+    // Two threads: the base tree (and the simulated fleet running it) on one,
+    // the change on the other; loading is most of the time on big repositories.
+    let (base_side, head_side) = std::thread::scope(|scope| {
+        let base_side = scope.spawn(|| {
+            let base = snapshot(&root, base_rev.as_deref())?;
+            let state = vt_repo::load(&base).state;
+            let baseline = match live_baseline {
+                Some(b) => b,
+                None => {
+                    let hosts = match against {
+                        Against::Dev => dev_topology(&root)?,
+                        _ => topology(args.topology.as_deref(), &state)?,
+                    };
+                    let base_commit = commit_info(&root, &base);
+                    preview::simulated_baseline(hosts, &state, &base_commit, now)
+                }
+            };
+            Ok::<_, CliError>((base, state, baseline))
+        });
+        let head_side = snapshot(&root, head_rev.as_deref()).map(|head| {
+            let loaded = vt_repo::load(&head);
+            (head, loaded)
+        });
+        (base_side.join(), head_side)
     });
-    let base_state = base_state.map_err(|_| {
-        CliError::new(
-            Exit::Failure,
-            "E_INTERNAL",
-            "loading the base state panicked",
-        )
-    })?;
+    let (base, base_state, baseline) = base_side.map_err(|_| panicked())??;
+    let (head, loaded) = head_side?;
+    let commit = commit_info(&root, &head);
     if !loaded.diagnostics.is_empty() {
         return Err(CliError::invalid(loaded.diagnostics));
     }
     phase("loaded");
-    let commit = commit_info(&root, &head);
-    let now = vt_fleet::controller::daemon::now();
-    let baseline = match live_baseline {
-        Some(b) => b,
-        None => {
-            let hosts = match against {
-                Against::Dev => dev_topology(&root)?,
-                _ => topology(args.topology.as_deref(), &base_state)?,
-            };
-            preview::simulated_baseline(hosts, &base_state, &commit_info(&root, &base), now)
-        }
-    };
-    phase("baseline");
-    let plan = preview::preview(&baseline, &loaded.state, &commit, now);
+    let (changes, plan) = std::thread::scope(|scope| {
+        let changes = scope.spawn(|| vt_repo::diff(&base_state, &loaded.state));
+        let plan = preview::preview(&baseline, &loaded.state, &commit, now);
+        (changes.join(), plan)
+    });
+    let changes = changes.map_err(|_| panicked())?;
     phase("planned");
     let changed: Vec<String> = plan
         .releases
@@ -155,8 +162,6 @@ pub fn report(g: &Global, args: &DiffArgs) -> Result<DiffReport, CliError> {
         SEED,
     );
     phase("predicted");
-    let changes = vt_repo::diff(&base_state, &loaded.state);
-    phase("diffed");
     Ok(DiffReport {
         base: base.origin.clone(),
         head: match head_rev {

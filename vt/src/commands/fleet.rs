@@ -37,7 +37,11 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     })
 }
 
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+/// Set by `vt dev` for the daemons it starts: its pid.
+pub(crate) const DEV_PARENT_ENV: &str = "VT_DEV_PARENT";
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM, or, for a daemon `vt dev`
+/// started, once that `vt dev` is gone (killed without stopping it).
 pub(crate) async fn ctrl_c() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -47,9 +51,25 @@ pub(crate) async fn ctrl_c() {
             Err(_) => std::future::pending().await,
         }
     };
+    let orphaned = async {
+        let Some(parent) = std::env::var(DEV_PARENT_ENV)
+            .ok()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            return std::future::pending().await;
+        };
+        while rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) == Some(parent) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tracing::warn!(
+            parent,
+            "the vt dev that started this daemon is gone: stopping"
+        );
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = term => {}
+        () = orphaned => {}
     }
 }
 

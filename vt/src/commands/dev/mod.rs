@@ -63,6 +63,9 @@ fn shown(root: &Path, path: &Path) -> String {
 pub fn run(g: &Global, args: &DevArgs) -> Result<(), CliError> {
     let mut timing = Timing::new();
     let since = vt_fleet::controller::daemon::now();
+    // Ctrl-C is handled from the start: what has started then stops in order.
+    let (tx, rx) = mpsc::channel();
+    watch::signals(tx.clone()).map_err(io_error("cannot handle signals"))?;
     let root = crate::commands::find_root(g)?;
     let root = root
         .canonicalize()
@@ -96,37 +99,39 @@ pub fn run(g: &Global, args: &DevArgs) -> Result<(), CliError> {
         )?);
     }
 
+    timing.prepared();
+    interrupted(&rx)?;
     let (registry, builder) = images(&root, &dev, runtime, args.registry)?;
     timing.built();
+    interrupted(&rx)?;
 
     let mut stack = Stack::new()?;
     let controller = format!("http://{}", settings.http);
     let client = Client::new(Some(&controller), Some(&settings.api_token))?;
-    start(&mut stack, &dev, &settings, &hosts, runtime, &client)?;
+    start(&mut stack, &rx, &dev, &settings, &hosts, runtime, &client)?;
     let file = DevFile {
         controller: controller.clone(),
         token: settings.api_token.clone(),
         runtime: runtime.name().to_string(),
         hosts: hosts.clone(),
         pid: std::process::id(),
-        children: stack
-            .processes()
-            .into_iter()
-            .chain(registry.as_ref().map(|r| state::ChildProcess {
+        children: registry
+            .as_ref()
+            .map(|r| state::ChildProcess {
                 name: "registry".into(),
                 pid: r.pid(),
                 log: r.log(),
-            }))
+            })
+            .into_iter()
+            .chain(stack.processes())
             .collect(),
     };
     dev.write(&file)
         .map_err(io_error("cannot write .vt/dev/dev.json"))?;
     tell_layout(&root, &dev, &settings, &hosts, runtime, registry.as_ref());
-    wait_for_hosts(&client, &mut stack, &hosts)?;
+    wait_for_hosts(&client, &mut stack, &rx, &hosts)?;
     timing.started();
 
-    let (tx, rx) = mpsc::channel();
-    watch::signals(tx.clone()).map_err(io_error("cannot handle signals"))?;
     watch::streams(&client, since, &tx);
     watch::poll(client.clone(), tx.clone());
     let _watcher = match builder {
@@ -139,7 +144,7 @@ pub fn run(g: &Global, args: &DevArgs) -> Result<(), CliError> {
         }
         None => None,
     };
-    let outcome = follow(&rx, &mut stack, &settings, runtime, &mut timing);
+    let outcome = follow(&rx, &mut stack, &settings, runtime, &mut timing, since);
     stack.stop(&|m| say(m));
     drop(registry);
     if outcome.is_ok() {
@@ -329,6 +334,7 @@ fn images(
 /// Starts the controller, waits for its API, then the hosts and the edge.
 fn start(
     stack: &mut Stack,
+    stop: &mpsc::Receiver<Msg>,
     dev: &DevDir,
     settings: &Settings,
     hosts: &[DevHost],
@@ -346,6 +352,7 @@ fn start(
     )?;
     wait(
         stack,
+        stop,
         Duration::from_secs(30),
         "the controller's API",
         || {
@@ -414,12 +421,14 @@ fn start(
 /// early, with its log, if a process of the stack exits meanwhile.
 fn wait(
     stack: &mut Stack,
+    stop: &mpsc::Receiver<Msg>,
     limit: Duration,
     what: &str,
     mut ready: impl FnMut() -> Option<()>,
 ) -> Result<(), CliError> {
     let deadline = Instant::now() + limit;
     loop {
+        interrupted(stop)?;
         if let Some(exited) = stack.exited() {
             return Err(died(&exited));
         }
@@ -438,9 +447,27 @@ fn wait(
     }
 }
 
+/// Fails when Ctrl-C or SIGTERM came while the stack was starting (what
+/// started so far stops as the stack is dropped).
+fn interrupted(stop: &mpsc::Receiver<Msg>) -> Result<(), CliError> {
+    match stop.try_recv() {
+        Ok(Msg::Stop(signal)) => Err(CliError::new(
+            Exit::Failure,
+            "E_INTERRUPTED",
+            format!("{signal} while starting: stopped what had started"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Waits until every host of the stack is registered and ready.
-fn wait_for_hosts(client: &Client, stack: &mut Stack, hosts: &[DevHost]) -> Result<(), CliError> {
-    wait(stack, Duration::from_secs(60), "the hosts", || {
+fn wait_for_hosts(
+    client: &Client,
+    stack: &mut Stack,
+    stop: &mpsc::Receiver<Msg>,
+    hosts: &[DevHost],
+) -> Result<(), CliError> {
+    wait(stack, stop, Duration::from_secs(60), "the hosts", || {
         let seen = client.get::<Vec<HostView>>("/v1/hosts", &[]).ok()?;
         hosts
             .iter()
@@ -531,6 +558,7 @@ fn follow(
     settings: &Settings,
     runtime: Runtime,
     timing: &mut Timing,
+    since: u64,
 ) -> Result<(), CliError> {
     let mut shown_view: Vec<String> = Vec::new();
     loop {
@@ -560,11 +588,7 @@ fn follow(
                     }
                     shown_view = lines;
                 }
-                let workloads: Vec<_> = v.status.workloads.iter().filter(|w| w.active).collect();
-                let healthy = !workloads.is_empty()
-                    && workloads
-                        .iter()
-                        .all(|w| w.wanted > 0 && w.ready == w.wanted);
+                let healthy = view::healthy_since(&v, since);
                 let serves = runtime != Runtime::Sim && !v.endpoints.is_empty();
                 if healthy && !serves && !timing.is_ready() {
                     let what = match runtime {

@@ -1,7 +1,8 @@
 //! The stack's processes: this same `vt` binary as `vt fleet run`,
 //! `vt host run` and `vt edge run`, each in its own process group (so a
 //! Ctrl-C on the terminal reaches only `vt dev`, which stops them in order)
-//! with its output in a log file.
+//! with its output in a log file. Each also stops by itself if `vt dev` is
+//! killed (`VT_DEV_PARENT`), so no VM outlives it.
 
 use super::state::{self, ChildProcess};
 use crate::error::{CliError, Exit};
@@ -100,6 +101,11 @@ impl Stack {
         if std::env::var_os("VT_LOG").is_none() {
             cmd.env("VT_LOG", "info");
         }
+        // Should this process be killed, the daemons stop on their own.
+        cmd.env(
+            crate::commands::fleet::DEV_PARENT_ENV,
+            std::process::id().to_string(),
+        );
         let child = cmd.spawn().map_err(io)?;
         tracing::info!(name, pid = child.id(), "started");
         self.children.push(Child {

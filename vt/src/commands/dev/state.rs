@@ -189,12 +189,14 @@ pub fn terminate(pid: u32, grace: Duration) -> bool {
 }
 
 /// The processes of a previous `vt dev` in `dir` that still run although
-/// it does not (it was killed): they are stopped before anything starts.
+/// it does not (it was killed): they are stopped before anything starts,
+/// last started first (the edge and hosts before the controller).
 pub fn leftovers(previous: &DevFile, dir: &DevDir) -> Vec<ChildProcess> {
     let needle = dir.path().display().to_string();
     previous
         .children
         .iter()
+        .rev()
         .filter(|c| runs(c.pid, &needle))
         .cloned()
         .collect()
@@ -269,7 +271,12 @@ mod tests {
                 log: PathBuf::new(),
             }],
         };
-        assert!(runs(sleeper.id(), "sleep 30"));
+        // Until it has exec'd, its command line is this test's.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !runs(sleeper.id(), "sleep 30") {
+            assert!(Instant::now() < deadline, "sleep never ran");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(
             leftovers(&previous, &dev).is_empty(),
             "not ours: no state dir in its command line"

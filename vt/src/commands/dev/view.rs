@@ -101,10 +101,30 @@ pub fn render(view: &View) -> Vec<String> {
     out
 }
 
+/// Whether every app/env (one at least) has all its wanted instances of
+/// its desired release healthy since `since` (Unix ms): a state left by the
+/// previous run does not count.
+pub fn healthy_since(view: &View, since: u64) -> bool {
+    let workloads: Vec<_> = view.status.workloads.iter().filter(|w| w.active).collect();
+    !workloads.is_empty()
+        && workloads.iter().all(|w| {
+            let fresh = w
+                .instances
+                .iter()
+                .filter(|i| {
+                    i.phase == Phase::Healthy && i.release == w.desired_release && i.since >= since
+                })
+                .count();
+            w.wanted > 0 && fresh >= w.wanted as usize
+        })
+}
+
 /// When the first start reached each step, from `vt dev`'s start.
 #[derive(Debug)]
 pub struct Timing {
     start: Instant,
+    /// State, ports and runtime chosen (a first KVM probe included).
+    prepared: Option<Instant>,
     /// Images built and pushed (the registry started).
     built: Option<Instant>,
     /// Controller, hosts and edge up.
@@ -125,11 +145,17 @@ impl Timing {
     pub fn new() -> Timing {
         Timing {
             start: Instant::now(),
+            prepared: None,
             built: None,
             started: None,
             booted: None,
             ready: None,
         }
+    }
+
+    /// The state, ports and runtime are ready.
+    pub fn prepared(&mut self) {
+        self.prepared.get_or_insert_with(Instant::now);
     }
 
     /// Images are built.
@@ -159,12 +185,14 @@ impl Timing {
         }
         let now = Instant::now();
         self.ready = Some(now);
-        let built = self.built.unwrap_or(self.start);
+        let prepared = self.prepared.unwrap_or(self.start);
+        let built = self.built.unwrap_or(prepared);
         let started = self.started.unwrap_or(built);
         let mut split = format!(
-            "ready in {}: build {} (registry and images), start {} (controller, hosts, edge)",
+            "ready in {}: prepare {} (state, ports, runtime), build {} (registry and images), start {} (controller, hosts, edge)",
             secs(now - self.start),
-            secs(built - self.start),
+            secs(prepared - self.start),
+            secs(built.saturating_duration_since(prepared)),
             secs(started.saturating_duration_since(built)),
         );
         match self.booted {
@@ -234,11 +262,15 @@ mod tests {
             endpoints: Vec::new(),
         };
         assert!(render(&empty)[0].starts_with("no apps yet"));
+        assert!(healthy_since(&view, 0));
+        assert!(!healthy_since(&view, 1), "healthy before this run");
+        assert!(!healthy_since(&empty, 0));
     }
 
     #[test]
     fn the_split_adds_up_and_is_told_once() {
         let mut t = Timing::new();
+        t.prepared();
         t.built();
         t.started();
         t.booted();
