@@ -135,6 +135,20 @@ fn diff_shows_each_kind_of_change_with_its_actions_and_exit_code() {
         .as_array()
         .is_some_and(|m| !m.is_empty()));
 
+    // Against `vt dev`'s hosts (its dev.json): without one, a clear error.
+    let no_dev = sb.env().vt(repo.path(), &["diff", "--against", "dev"]);
+    assert_eq!(no_dev.code, 4, "{no_dev}");
+    assert!(no_dev.stderr.contains("run `vt dev`"), "{no_dev}");
+    repo.write(
+        ".vt/dev/dev.json",
+        r#"{"controller": "http://127.0.0.1:1", "token": "t", "runtime": "sim",
+            "hosts": [{"name": "dev-1", "region": "local", "cpu": "2", "memory": "2Gi"}]}"#,
+    );
+    let dev = sb.env().vt(repo.path(), &["diff", "--against", "dev"]);
+    assert_eq!(dev.code, 1, "{dev}");
+    assert!(dev.stdout.contains("against dev"), "{dev}");
+    assert!(dev.stdout.contains("slot 0 of acme/shop/web/prod on dev-1"), "{dev}");
+
     // A committed range compares two revisions, ignoring the working tree.
     repo.commit("volume");
     let range = sb

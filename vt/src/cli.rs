@@ -650,7 +650,7 @@ pub struct DevArgs {
 pub enum Against {
     /// The running controller (VT_CONTROLLER): its hosts, instances and releases.
     Fleet,
-    /// The state of `vt dev` in this repository (a simulated copy of its topology).
+    /// The hosts of `vt dev` in this repository (from .vt/dev/dev.json), simulated.
     Dev,
     /// A simulated fleet (`--topology FILE`, else one host per region).
     Sim,

@@ -96,8 +96,9 @@ pub fn report(g: &Global, args: &DiffArgs) -> Result<DiffReport, CliError> {
             args.api.controller.as_deref(),
             args.api.token.as_deref(),
         )?),
-        Against::Dev => dev_client(&root)?,
-        Against::Sim => None,
+        // `vt dev` applies the working tree as it is saved: its hosts are
+        // the fleet, simulated, and the base is a revision (HEAD).
+        Against::Dev | Against::Sim => None,
     };
     let live_baseline = match &live {
         Some(client) => Some(client.get::<Baseline>("/v1/baseline", &[])?),
@@ -305,8 +306,6 @@ pub fn hosts_of(topology: &Topology, origin: &str) -> Result<Vec<Host>, CliError
 /// `vt dev`'s description of its stack in this repository.
 #[derive(Debug, Deserialize)]
 struct DevState {
-    controller: String,
-    token: String,
     hosts: Vec<TopologyEntry>,
 }
 
@@ -327,16 +326,6 @@ fn dev_state(root: &Path) -> Result<DevState, CliError> {
             format!("{}: {e}", path.display()),
         )
     })
-}
-
-/// The client of a running `vt dev` controller, or `None` when it is not running.
-fn dev_client(root: &Path) -> Result<Option<Client>, CliError> {
-    let dev = dev_state(root)?;
-    let client = Client::new(Some(&dev.controller), Some(&dev.token))?;
-    Ok(client
-        .get::<Baseline>("/v1/baseline", &[])
-        .is_ok()
-        .then_some(client))
 }
 
 fn dev_topology(root: &Path) -> Result<Vec<Host>, CliError> {
