@@ -4,7 +4,8 @@
 //! branch behind its remote is refused; an image tag pinned to its digest
 //! from a real registry; `--timeout` exit code.
 
-use crate::support::fleet::FleetDir;
+use crate::support::fleet::{Controller, FleetDir};
+use crate::support::process::Proc;
 use crate::support::repo::{origin_and_clone, Repo, APP_FILE, ENV_FILE};
 use crate::support::status::num;
 use crate::support::{wait_until, Sandbox};
@@ -17,11 +18,14 @@ fn deploy_commits_pushes_follows_and_prints_a_receipt() {
     let sb = Sandbox::new();
     let (bare, work) = origin_and_clone(&sb);
     let fleet = FleetDir::init(&sb, "fleet", &bare.display().to_string());
+    // A prefix of this test's own: the edge puts its addresses on `lo`.
+    fleet.set("endpoint_prefix", serde_json::json!("fd76:7400:d1::/64"));
     let ctl = fleet.start();
     let _hosts: Vec<_> = ["h1", "h2"]
         .iter()
         .map(|h| ctl.start_host(&sb, &fleet, h, "200ms"))
         .collect();
+    let mut edge = start_edge(&sb, &fleet, &ctl);
     wait_until("release 1 runs", Duration::from_secs(20), || {
         let r = ctl.api().get("/v1/releases?app=web");
         (r.as_array()?.len() == 1).then_some(())
@@ -36,6 +40,10 @@ fn deploy_commits_pushes_follows_and_prints_a_receipt() {
 
     // `vt diff` against the fleet shows the change and exits 1.
     work.replace(ENV_FILE, "instances: 2", "instances: 3");
+    work.append(
+        APP_FILE,
+        "endpoints:\n- name: http\n  port: 80\n  target: main\n",
+    );
     let diff = ctl.cli_in(work.path(), &["diff"]);
     assert_eq!(diff.code, 1, "{diff}");
     assert!(diff.stdout.contains("against fleet"), "{diff}");
@@ -61,6 +69,13 @@ fn deploy_commits_pushes_follows_and_prints_a_receipt() {
     assert_eq!(num(w, "release"), 2);
     assert_eq!(w["instances"].as_array().map(Vec::len), Some(3), "{w}");
     assert_eq!(w["rollback"], "vt rollback web --env prod --to 1");
+    assert_eq!(w["endpoints"][0], "http [fd76:7400:d1::1]:80", "{w}");
+    wait_until("the edge listens", Duration::from_secs(10), || {
+        let e = ctl.json(&["endpoints", "describe", "web", "http"]);
+        (e.to_string().contains("fd76:7400:d1::1")
+            && e["edges"].as_array().is_some_and(|a| !a.is_empty()))
+        .then_some(())
+    });
     let releases = ctl.json(&["releases", "web"]);
     let latest = releases
         .as_array()
@@ -132,6 +147,33 @@ fn deploy_commits_pushes_follows_and_prints_a_receipt() {
     assert!(failed.stdout.contains("receipt failed"), "{failed}");
     assert!(failed.stdout.contains("halted"), "{failed}");
     assert!(failed.stdout.contains("still serving: ins_"), "{failed}");
+    // SIGTERM: the edge takes its addresses off `lo`.
+    edge.terminate(Duration::from_secs(10));
+}
+
+/// `vt edge run --assign-to lo` in this network namespace.
+fn start_edge(sb: &Sandbox, fleet: &FleetDir, ctl: &Controller) -> Proc {
+    let token = fleet.join_token("edge", "10m");
+    let quic = ctl.quic.to_string();
+    let dir = sb.path().join("edge").display().to_string();
+    sb.env().spawn_vt(
+        "edge",
+        sb.path(),
+        &[
+            "edge",
+            "run",
+            "--controller",
+            &quic,
+            "--token",
+            &token,
+            "--name",
+            "e1",
+            "--state-dir",
+            &dir,
+            "--assign-to",
+            "lo",
+        ],
+    )
 }
 
 #[test]

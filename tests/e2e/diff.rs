@@ -147,7 +147,10 @@ fn diff_shows_each_kind_of_change_with_its_actions_and_exit_code() {
     let dev = sb.env().vt(repo.path(), &["diff", "--against", "dev"]);
     assert_eq!(dev.code, 1, "{dev}");
     assert!(dev.stdout.contains("against dev"), "{dev}");
-    assert!(dev.stdout.contains("slot 0 of acme/shop/web/prod on dev-1"), "{dev}");
+    assert!(
+        dev.stdout.contains("slot 0 of acme/shop/web/prod on dev-1"),
+        "{dev}"
+    );
 
     // A committed range compares two revisions, ignoring the working tree.
     repo.commit("volume");
