@@ -79,8 +79,12 @@ pub fn plan_releases(
             env_id: env.id.clone(),
         };
         present.insert(key.clone());
-        let hash = spec_hash(spec);
         let previous = latest.get(&key);
+        // Equal specs have equal hashes: most envs of a commit are unchanged.
+        if previous.is_some_and(|p| &p.spec == spec) {
+            continue;
+        }
+        let hash = spec_hash(spec);
         if previous.is_some_and(|p| p.spec_hash == hash) {
             continue;
         }

@@ -111,24 +111,14 @@ pub fn report(g: &Global, args: &DiffArgs) -> Result<DiffReport, CliError> {
     let (base_rev, head_rev) = revisions(args.range.as_deref(), fleet_commit.as_deref())?;
     let now = vt_fleet::controller::daemon::now();
     let panicked = || CliError::new(Exit::Failure, "E_INTERNAL", "a thread of vt diff panicked");
-    // Two threads: the base tree (and the simulated fleet running it) on one,
-    // the change on the other; loading is most of the time on big repositories.
+    // Two threads: both trees load at once, then the simulated fleet runs
+    // the base while the semantic diff is made; loading is most of the time
+    // on big repositories.
     let (base_side, head_side) = std::thread::scope(|scope| {
         let base_side = scope.spawn(|| {
             let base = snapshot(&root, base_rev.as_deref())?;
             let state = vt_repo::load(&base).state;
-            let baseline = match live_baseline {
-                Some(b) => b,
-                None => {
-                    let hosts = match against {
-                        Against::Dev => dev_topology(&root)?,
-                        _ => topology(args.topology.as_deref(), &state)?,
-                    };
-                    let base_commit = commit_info(&root, &base);
-                    preview::simulated_baseline(hosts, &state, &base_commit, now)
-                }
-            };
-            Ok::<_, CliError>((base, state, baseline))
+            Ok::<_, CliError>((base, state))
         });
         let head_side = snapshot(&root, head_rev.as_deref()).map(|head| {
             let loaded = vt_repo::load(&head);
@@ -136,19 +126,30 @@ pub fn report(g: &Global, args: &DiffArgs) -> Result<DiffReport, CliError> {
         });
         (base_side.join(), head_side)
     });
-    let (base, base_state, baseline) = base_side.map_err(|_| panicked())??;
+    let (base, base_state) = base_side.map_err(|_| panicked())??;
     let (head, loaded) = head_side?;
     let commit = commit_info(&root, &head);
     if !loaded.diagnostics.is_empty() {
         return Err(CliError::invalid(loaded.diagnostics));
     }
     phase("loaded");
-    let (changes, plan) = std::thread::scope(|scope| {
+    let (baseline, changes) = std::thread::scope(|scope| {
         let changes = scope.spawn(|| vt_repo::diff(&base_state, &loaded.state));
-        let plan = preview::preview(&baseline, &loaded.state, &commit, now);
-        (changes.join(), plan)
+        let baseline = match live_baseline {
+            Some(b) => Ok(b),
+            None => match against {
+                Against::Dev => dev_topology(&root),
+                _ => topology(args.topology.as_deref(), &base_state),
+            }
+            .map(|hosts| {
+                let base_commit = commit_info(&root, &base);
+                preview::simulated_baseline(hosts, &base_state, &base_commit, now)
+            }),
+        };
+        (baseline, changes.join())
     });
-    let changes = changes.map_err(|_| panicked())?;
+    let (baseline, changes) = (baseline?, changes.map_err(|_| panicked())?);
+    let plan = preview::preview(&baseline, &loaded.state, &commit, now);
     phase("planned");
     let changed: Vec<String> = plan
         .releases
