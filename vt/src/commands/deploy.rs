@@ -78,7 +78,10 @@ pub fn run(g: &Global, args: &DeployArgs) -> Result<(), CliError> {
     )?;
     let plan = only_app(report.plan, args.app.as_deref(), args.env.as_deref());
     if !plan.has_changes() {
-        println!("no changes: the fleet already runs this desired state; nothing committed");
+        let unchanged = serde_json::json!({"outcome": "unchanged", "commit": null});
+        crate::output::print(g.output, &unchanged, |_| {
+            "no changes: the fleet already runs this desired state; nothing committed\n".into()
+        });
         return Ok(());
     }
     if g.output == crate::cli::Output::Text {

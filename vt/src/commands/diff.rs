@@ -107,7 +107,16 @@ pub fn report(g: &Global, args: &DiffArgs) -> Result<DiffReport, CliError> {
     let fleet_commit = live_baseline
         .as_ref()
         .and_then(|b| b.commit.as_ref())
-        .map(|c| c.sha.clone());
+        .map(|c| c.sha.clone())
+        .filter(|sha| {
+            // The fleet's commit as the base, when this clone has it (a `vt dev`
+            // controller's working-tree ID, or an unfetched commit: HEAD instead).
+            let known = git2::Repository::open(&root).is_ok_and(|r| r.revparse_single(sha).is_ok());
+            if !known {
+                tracing::warn!(commit = %sha, "the fleet's commit is not in this repository; comparing with HEAD");
+            }
+            known
+        });
     let (base_rev, head_rev) = revisions(args.range.as_deref(), fleet_commit.as_deref())?;
     let now = vt_fleet::controller::daemon::now();
     let panicked = || CliError::new(Exit::Failure, "E_INTERNAL", "a thread of vt diff panicked");
