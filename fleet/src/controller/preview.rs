@@ -254,9 +254,110 @@ pub fn preview(
         .map(|r| &r.key)
         .chain(&planned.removed)
         .collect();
+    let quotas = QuotaCheck::new(state, &observed, &focus, &names);
     let (desired, mut observed) = focused(&desired, &observed, &focus);
-    follow_waves(&mut out, &desired, &mut observed, &names, now);
+    follow_waves(
+        &mut out,
+        &desired,
+        &mut observed,
+        &names,
+        now,
+        Some(&quotas),
+    );
     out
+}
+
+/// What an org's instances hold.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    instances: u64,
+    cpu: u64,
+    memory: u64,
+}
+
+impl Usage {
+    fn add(&mut self, i: &crate::plan::Instance) {
+        self.instances += 1;
+        self.cpu += u64::from(i.cpu);
+        self.memory += i.memory;
+    }
+}
+
+/// Org quotas against a rollout's peak: what the planned workloads hold
+/// after each wave (old and new instances together, with surge) plus what
+/// every other workload holds.
+struct QuotaCheck<'a> {
+    quotas: BTreeMap<&'a str, &'a vt_repo::schema::Quotas>,
+    others: BTreeMap<String, Usage>,
+    names: &'a BTreeMap<WorkloadKey, String>,
+}
+
+fn org_of(name: &str) -> &str {
+    name.split('/').next().unwrap_or_default()
+}
+
+impl<'a> QuotaCheck<'a> {
+    fn new(
+        state: &'a DesiredState,
+        observed: &Observed,
+        focus: &BTreeSet<&WorkloadKey>,
+        names: &'a BTreeMap<WorkloadKey, String>,
+    ) -> Self {
+        let mut others: BTreeMap<String, Usage> = BTreeMap::new();
+        for i in &observed.instances {
+            if !focus.contains(&i.key) && i.phase.holds_resources() {
+                if let Some(name) = names.get(&i.key) {
+                    others.entry(org_of(name).to_string()).or_default().add(i);
+                }
+            }
+        }
+        let quotas = state
+            .orgs
+            .iter()
+            .filter_map(|o| Some((o.name.as_str(), o.spec.quotas.as_ref()?)))
+            .collect();
+        QuotaCheck {
+            quotas,
+            others,
+            names,
+        }
+    }
+
+    /// Warns (once per org and quota) when the planned workloads' instances
+    /// now holding resources take an org over its quota.
+    fn check(&self, observed: &Observed, out: &mut Preview, warned: &mut BTreeSet<String>) {
+        let mut usage = self.others.clone();
+        for i in observed
+            .instances
+            .iter()
+            .filter(|i| i.phase.holds_resources())
+        {
+            if let Some(name) = self.names.get(&i.key) {
+                usage.entry(org_of(name).to_string()).or_default().add(i);
+            }
+        }
+        for (org, u) in usage {
+            let Some(q) = self.quotas.get(org.as_str()) else {
+                continue;
+            };
+            let checks = [
+                ("max_instances", q.max_instances.map(u64::from), u.instances),
+                ("max_cpu", q.max_cpu.map(|c| u64::from(c.0)), u.cpu),
+                ("max_memory", q.max_memory.map(|m| m.0), u.memory),
+            ];
+            for (field, limit, used) in checks {
+                let Some(limit) = limit.filter(|l| used > *l) else {
+                    continue;
+                };
+                let w = format!(
+                    "org {org}: the rollout's peak uses {used} against quotas.{field} {limit} (old and new instances run together while it surges)"
+                );
+                if warned.insert(w.clone()) {
+                    out.warnings.push(w);
+                }
+            }
+        }
+    }
 }
 
 /// The planner's inputs narrowed to the `focus` workloads: the others stay
@@ -428,6 +529,7 @@ fn follow_waves(
     observed: &mut Observed,
     names: &BTreeMap<WorkloadKey, String>,
     now: Millis,
+    quotas: Option<&QuotaCheck<'_>>,
 ) {
     let host_name: BTreeMap<String, String> = observed
         .hosts
@@ -511,6 +613,9 @@ fn follow_waves(
             }
         }
         warn_downtime(out, &stopped, observed, &mut warned);
+        if let Some(q) = quotas {
+            q.check(observed, out, &mut warned);
+        }
         // What started this wave is healthy by the next one.
         for i in &mut observed.instances {
             if i.phase == Phase::Pending {
@@ -705,6 +810,7 @@ pub fn simulated_baseline(
         &mut observed,
         &names,
         now,
+        None,
     );
     Baseline {
         commit: Some(commit.clone()),
@@ -721,9 +827,17 @@ mod tests {
 
     /// One app `web` with env `prod`; `app` and `env` are extra YAML lines.
     fn state(app: &str, env: &str) -> DesiredState {
+        state_with_org(app, env, "")
+    }
+
+    /// [`state`] with `org` (YAML lines) appended to the org file.
+    fn state_with_org(app: &str, env: &str, org: &str) -> DesiredState {
         let files = [
             ("vt.yaml", "version: 1\nregions: [{name: local}]\n".to_string()),
-            ("orgs/a/org.yaml", "id: org_01jdq0000000000000000000aa\n".into()),
+            (
+                "orgs/a/org.yaml",
+                format!("id: org_01jdq0000000000000000000aa\n{org}"),
+            ),
             ("orgs/a/p/project.yaml", "id: prj_01jdq0000000000000000000aa\n".into()),
             (
                 "orgs/a/p/web/app.yaml",
@@ -827,6 +941,23 @@ mod tests {
         );
         assert!(
             p.warnings.iter().any(|w| w.contains("downtime")),
+            "{:?}",
+            p.warnings
+        );
+    }
+
+    #[test]
+    fn a_surge_over_the_org_quota_is_a_warning() {
+        let quota = "quotas: {max_instances: 2}\n";
+        let p = run(
+            &state_with_org(IMAGE_1, "instances: 2\n", quota),
+            &state_with_org(IMAGE_2, "instances: 2\n", quota),
+            hosts(2, 4_000),
+        );
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("org a") && w.contains("quotas.max_instances 2")),
             "{:?}",
             p.warnings
         );
