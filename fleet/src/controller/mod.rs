@@ -16,6 +16,8 @@ pub mod releases;
 pub mod sessions;
 pub mod setup;
 pub mod store;
+#[cfg(test)]
+pub mod test_support;
 pub mod views;
 
 /// An error and its causes, joined with ": ".

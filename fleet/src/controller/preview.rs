@@ -822,8 +822,8 @@ pub fn simulated_baseline(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::test_support::{commit, load_files};
     use crate::plan::Host;
-    use vt_repo::Snapshot;
 
     /// One app `web` with env `prod`; `app` and `env` are extra YAML lines.
     fn state(app: &str, env: &str) -> DesiredState {
@@ -848,24 +848,8 @@ mod tests {
                 format!("id: env_01jdq0000000000000000000aa\n{env}"),
             ),
         ];
-        let loaded = vt_repo::load(&Snapshot {
-            files: files
-                .iter()
-                .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
-                .collect(),
-            ..Snapshot::default()
-        });
-        assert_eq!(loaded.diagnostics, []);
+        let loaded = load_files(&files);
         loaded.state
-    }
-
-    fn commit(sha: &str) -> CommitInfo {
-        CommitInfo {
-            sha: sha.into(),
-            author: "a <a@b>".into(),
-            message: "m".into(),
-            time: 0,
-        }
     }
 
     fn hosts(n: u32, cpu: u32) -> Vec<Host> {

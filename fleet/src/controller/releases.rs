@@ -120,7 +120,7 @@ pub fn plan_releases(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vt_repo::{load, Snapshot};
+    use crate::controller::test_support::{commit, load_files};
 
     fn state(image: &str, instances: u32) -> DesiredState {
         let files = [
@@ -145,25 +145,7 @@ mod tests {
                 format!("id: env_01jdq0000000000000000000aa\ninstances: {instances}\n"),
             ),
         ];
-        let snapshot = Snapshot {
-            files: files
-                .iter()
-                .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
-                .collect(),
-            ..Snapshot::default()
-        };
-        let loaded = load(&snapshot);
-        assert_eq!(loaded.diagnostics, []);
-        loaded.state
-    }
-
-    fn commit(sha: &str) -> CommitInfo {
-        CommitInfo {
-            sha: sha.into(),
-            author: "a <a@b>".into(),
-            message: "m".into(),
-            time: 0,
-        }
+        load_files(&files).state
     }
 
     #[test]

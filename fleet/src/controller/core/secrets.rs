@@ -134,14 +134,13 @@ impl Controller {
 mod tests {
     use super::*;
     use crate::controller::core::{CommitOutcome, Config};
-    use crate::controller::releases::CommitInfo;
     use crate::controller::store::Store;
+    use crate::controller::test_support::{commit, load_files};
     use crate::plan::{Action, Phase};
     use crate::wire::messages::{HostRegistration, InstanceReport};
     use vt_repo::secrets::crypto::NewKey;
     use vt_repo::secrets::edit::{self, Stamp};
     use vt_repo::secrets::{Keyring, SecretValue, SecretsFile};
-    use vt_repo::Snapshot;
 
     const CONFIG_1: &[u8] = b"conf-value-one-4f9a";
     const CONFIG_2: &[u8] = b"conf-value-two-77c1";
@@ -164,24 +163,8 @@ mod tests {
             ("orgs/a/p/web/envs/prod.yaml", "id: env_01jdq0000000000000000000aa\n".into()),
             ("orgs/a/p/web/envs/prod.secrets.yaml", edit::to_text(secrets, "a/p/web/prod")),
         ];
-        let loaded = vt_repo::load(&Snapshot {
-            files: files
-                .iter()
-                .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
-                .collect(),
-            ..Snapshot::default()
-        });
-        assert_eq!(loaded.diagnostics, []);
+        let loaded = load_files(&files);
         loaded
-    }
-
-    fn commit(sha: &str) -> CommitInfo {
-        CommitInfo {
-            sha: sha.into(),
-            author: "a <a@b>".into(),
-            message: "m".into(),
-            time: 0,
-        }
     }
 
     fn set(file: &mut SecretsFile, key: &NewKey, value: &[u8]) {
