@@ -848,8 +848,7 @@ mod tests {
                 format!("id: env_01jdq0000000000000000000aa\n{env}"),
             ),
         ];
-        let loaded = load_files(&files);
-        loaded.state
+        load_files(&files).state
     }
 
     fn hosts(n: u32, cpu: u32) -> Vec<Host> {

@@ -163,8 +163,7 @@ mod tests {
             ("orgs/a/p/web/envs/prod.yaml", "id: env_01jdq0000000000000000000aa\n".into()),
             ("orgs/a/p/web/envs/prod.secrets.yaml", edit::to_text(secrets, "a/p/web/prod")),
         ];
-        let loaded = load_files(&files);
-        loaded
+        load_files(&files)
     }
 
     fn set(file: &mut SecretsFile, key: &NewKey, value: &[u8]) {
