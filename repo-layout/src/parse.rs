@@ -79,25 +79,25 @@ pub fn parse_file<T>(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) 
 where
     T: DeserializeOwned + JsonSchema,
 {
-    let index = match PositionIndex::build(text) {
-        Ok(index) => index,
-        Err(e) => {
-            diagnostics.push(
-                Diagnostic::file(
-                    Code::Syntax,
-                    file,
-                    format!("the file is not valid YAML: {}", e.message),
-                )
-                .at(e.position, "")
-                .with_hint("check indentation and quoting around this line"),
-            );
-            return None;
-        }
+    let syntax_error = |e: crate::yaml_pos::SyntaxError| {
+        Diagnostic::file(
+            Code::Syntax,
+            file,
+            format!("the file is not valid YAML: {}", e.message),
+        )
+        .at(e.position, "")
+        .with_hint("check indentation and quoting around this line")
     };
     let mut doc: Yaml = match serde_yaml::from_str(text) {
         Ok(Yaml::Null) => Yaml::Mapping(Default::default()),
         Ok(doc) => doc,
         Err(e) => {
+            // The position parser words syntax errors better; serde_yaml's
+            // own error is the fallback when it finds none.
+            if let Err(syntax) = PositionIndex::build(text) {
+                diagnostics.push(syntax_error(syntax));
+                return None;
+            }
             let pos = e.location().map(|l| crate::Position {
                 line: l.line(),
                 column: l.column(),
@@ -113,6 +113,8 @@ where
             return None;
         }
     };
+    // Positions are read only when a diagnostic needs one.
+    let index = PositionIndex::lazy(text);
     // Only needed for "did you mean": built on the first unknown field (it is most of a parse).
     let schema = std::cell::OnceCell::new();
     for _ in 0..MAX_ERRORS_PER_FILE {

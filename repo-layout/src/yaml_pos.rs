@@ -17,25 +17,35 @@ pub struct SyntaxError {
     pub position: Position,
 }
 
-/// Positions of every field in a document.
+/// Positions of every field in a document. A [`PositionIndex::lazy`] one
+/// parses its text on the first question: most files are never asked.
 #[derive(Debug, Default)]
 pub struct PositionIndex {
-    fields: HashMap<String, (Position, Position)>,
+    text: String,
+    fields: std::cell::OnceCell<HashMap<String, (Position, Position)>>,
 }
 
 impl PositionIndex {
     /// Parses `text` and records the position of each field.
     pub fn build(text: &str) -> Result<Self, SyntaxError> {
-        let mut builder = Builder::default();
-        Parser::new_from_str(text)
-            .load(&mut builder, false)
-            .map_err(|e| SyntaxError {
-                message: e.info().to_string(),
-                position: position(e.marker()),
-            })?;
+        let fields = parse(text)?;
         Ok(PositionIndex {
-            fields: builder.fields,
+            text: String::new(),
+            fields: std::cell::OnceCell::from(fields),
         })
+    }
+
+    /// The index of `text`, which is valid YAML, parsed when first asked.
+    pub fn lazy(text: &str) -> Self {
+        PositionIndex {
+            text: text.to_string(),
+            fields: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn fields(&self) -> &HashMap<String, (Position, Position)> {
+        self.fields
+            .get_or_init(|| parse(&self.text).unwrap_or_default())
     }
 
     /// Position of the key of `path` (of its value for list items), or of its
@@ -51,13 +61,13 @@ impl PositionIndex {
 
     /// Whether the document has a value at exactly `path`.
     pub fn contains(&self, path: &str) -> bool {
-        self.fields.contains_key(path)
+        self.fields().contains_key(path)
     }
 
     fn lookup(&self, path: &str) -> (Position, Position) {
         let mut path = path;
         loop {
-            if let Some(found) = self.fields.get(path) {
+            if let Some(found) = self.fields().get(path) {
                 return *found;
             }
             match path.rfind(['.', '[']) {
@@ -72,6 +82,18 @@ impl PositionIndex {
             }
         }
     }
+}
+
+/// Every field's key and value positions, or the syntax error.
+fn parse(text: &str) -> Result<HashMap<String, (Position, Position)>, SyntaxError> {
+    let mut builder = Builder::default();
+    Parser::new_from_str(text)
+        .load(&mut builder, false)
+        .map_err(|e| SyntaxError {
+            message: e.info().to_string(),
+            position: position(e.marker()),
+        })?;
+    Ok(builder.fields)
 }
 
 fn position(marker: &Marker) -> Position {
