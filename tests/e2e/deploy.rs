@@ -2,7 +2,8 @@
 //! bare origin): the diff, the commit, the push, the followed rollout and a
 //! receipt whose release matches `vt releases`; no change → no commit; a
 //! branch behind its remote is refused; an image tag pinned to its digest
-//! from a real registry; `--timeout` exit code.
+//! from a real registry, pushed to a `file://` remote through git; `--timeout`
+//! exit code.
 
 use crate::support::fleet::{Controller, FleetDir};
 use crate::support::process::Proc;
@@ -195,6 +196,14 @@ fn deploy_pins_an_image_tag_to_its_digest() {
         .expect("push");
 
     let (bare, work) = origin_and_clone(&sb);
+    // A URL remote: fetch and push go through the `git` command (as for
+    // https:// and ssh:// remotes).
+    work.git(&[
+        "remote",
+        "set-url",
+        "origin",
+        &format!("file://{}", bare.display()),
+    ]);
     let fleet = FleetDir::init(&sb, "fleet", &bare.display().to_string());
     let ctl = fleet.start();
     let _host = ctl.start_host(&sb, &fleet, "h1", "200ms");
@@ -213,4 +222,9 @@ fn deploy_pins_an_image_tag_to_its_digest() {
     assert!(pinned.contains("/web@sha256:"), "{pinned}");
     assert_eq!(out.json()["workloads"][0]["image"], pinned);
     assert!(work.git(&["show", "--stat", "HEAD"]).contains(ENV_FILE));
+    assert_eq!(
+        sb.env().git(&bare, &["rev-parse", "main"]),
+        work.head(),
+        "pushed through git"
+    );
 }
