@@ -348,3 +348,53 @@ fn rollback_merge_restores_the_previous_spec_as_a_new_release() {
     assert_eq!(result["branch"], Value::Null);
     assert_eq!(w.origin_git(&["rev-parse", "main"]), commit);
 }
+
+#[test]
+fn rollback_wait_follows_the_pull_request_once_it_is_merged() {
+    let sb = Sandbox::new();
+    let w = World::start(&sb);
+    let (url, request) = forge(
+        201,
+        json!({"html_url": "http://forge.test/acme/config/pulls/7"}),
+    );
+    let mut args = vec!["rollback"];
+    args.extend(to_gitea(&url, &["--forge-repo", "acme/config"]));
+    args.extend(["--wait", "--timeout", "60s", "-o", "json"]);
+    let mut waiting = sb
+        .env()
+        .spawn("rollback-wait", w.ctl.cli_command(w.work.path(), &args));
+    let branch = "vt/rollback/web-prod-to-1";
+    wait_until(
+        "the rollback branch is pushed",
+        Duration::from_secs(20),
+        || w.has_branch(branch).then_some(()),
+    );
+    assert!(
+        request.join().expect("forge thread").is_some(),
+        "the pull request was opened"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(waiting.exited().is_none(), "it waits for the merge");
+
+    // Someone merges the pull request (a fast-forward of main on the forge).
+    w.origin_git(&[
+        "update-ref",
+        "refs/heads/main",
+        &format!("refs/heads/{branch}"),
+    ]);
+    let status = waiting.wait(Duration::from_secs(60));
+    assert!(status.success(), "{}", waiting.output());
+    let all: Value = serde_json::from_str(&waiting.stdout()).expect("JSON");
+    let receipt = &all["receipt"];
+    assert_eq!(receipt["outcome"], "rolled_out", "{all}");
+    assert_eq!(num(&receipt["workloads"][0], "release"), 3, "{all}");
+    assert_eq!(
+        receipt["commit"].as_str(),
+        Some(w.origin_git(&["rev-parse", "main"]).as_str()),
+        "the receipt names the merged commit"
+    );
+    assert_eq!(
+        all["rollback"]["pull_request"]["url"],
+        "http://forge.test/acme/config/pulls/7"
+    );
+}

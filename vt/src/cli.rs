@@ -677,8 +677,12 @@ pub struct DiffArgs {
 #[derive(Debug, Clone, Args)]
 pub struct Wait {
     /// Do not follow the rollout: exit once the change is pushed.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "wait")]
     pub no_wait: bool,
+    /// Follow even where it is not the default: `vt rollback` without --merge
+    /// waits for its pull request to be merged, then follows the release it makes.
+    #[arg(long)]
+    pub wait: bool,
     /// Give up following after DURATION (exit code 6).
     #[arg(long, default_value = "10m")]
     pub timeout: String,

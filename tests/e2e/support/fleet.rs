@@ -208,10 +208,15 @@ impl Controller {
 
     /// Runs `vt ARGS` (text output) in `cwd`, a repository, against it.
     pub fn cli_in(&self, cwd: &Path, args: &[&str]) -> Out {
+        self.env.run("vt-cli", self.cli_command(cwd, args))
+    }
+
+    /// `vt ARGS` in `cwd` against it, not started yet.
+    pub fn cli_command(&self, cwd: &Path, args: &[&str]) -> std::process::Command {
         let mut cmd = self.env.vt_command(cwd, args);
         cmd.env("VT_CONTROLLER", self.url());
         cmd.env("VT_TOKEN", &self.token);
-        self.env.run("vt-cli", cmd)
+        cmd
     }
 
     /// Runs `vt ARGS -o json` against it with another token, or none.

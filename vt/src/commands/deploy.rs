@@ -102,6 +102,7 @@ pub fn run(g: &Global, args: &DeployArgs) -> Result<(), CliError> {
     tracing::info!(commit = %commit, branch = %up.remote_branch, "pushed");
     let pushed = follow::Pushed {
         commit: commit.to_string(),
+        applied: follow::Applied::Commit,
         branch: up.remote_branch.clone(),
         workloads: plan.releases.iter().map(|r| r.name.clone()).collect(),
         started,

@@ -11,7 +11,7 @@ use crate::output::{self, Style};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 use vt_fleet::controller::events::Event;
-use vt_fleet::controller::views::{DescribeView, StatusView, WorkloadStatus};
+use vt_fleet::controller::views::{DescribeView, ReleaseView, StatusView, WorkloadStatus};
 use vt_fleet::plan::{Phase, RolloutStatus};
 
 /// How often the controller is asked.
@@ -103,11 +103,28 @@ pub fn cursor(client: &Client) -> Result<u64, CliError> {
     Ok(last.last().map_or(0, |e| e.seq))
 }
 
+/// When the controller has applied what was pushed.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    /// It applied the pushed commit (or rejected it).
+    Commit,
+    /// The one workload followed has a release newer than `after` with this
+    /// spec hash: a pull request was merged, by whatever kind of merge.
+    Release {
+        /// The release that was the latest when the change was pushed.
+        after: u64,
+        /// The spec hash the new release must have.
+        spec_hash: String,
+    },
+}
+
 /// A commit just pushed, to follow.
 #[derive(Debug, Clone)]
 pub struct Pushed {
     /// The commit.
     pub commit: String,
+    /// What makes it applied.
+    pub applied: Applied,
     /// The branch it went to.
     pub branch: String,
     /// The workloads (qualified env names) it changes.
@@ -152,13 +169,21 @@ pub fn follow(
         print: g.output == Output::Text,
         rejection: None,
     };
-    let pushed = Instant::now();
+    let pushed_at = Instant::now();
     let mut accepted: Option<Instant> = None;
     let _span = tracing::info_span!("follow", commit, workloads = names.len()).entered();
     loop {
         events.print_new(client, names)?;
         let status: StatusView = client.get("/v1/status", &[])?;
-        if accepted.is_none() && status.last_seen.as_deref() == Some(commit) {
+        if let (None, Applied::Release { after, spec_hash }) = (accepted, &pushed.applied) {
+            if let Some(merged) = released(client, names, *after, spec_hash)? {
+                receipt.commit = merged;
+                accepted = Some(Instant::now());
+                receipt.durations.accept_ms = Some(millis(pushed_at.elapsed()));
+            }
+        }
+        let by_commit = matches!(pushed.applied, Applied::Commit);
+        if by_commit && accepted.is_none() && status.last_seen.as_deref() == Some(commit) {
             if status.commit.as_ref().map(|c| c.sha.as_str()) != Some(commit) {
                 receipt.outcome = Outcome::Rejected;
                 receipt.failure = Some(format!(
@@ -172,7 +197,7 @@ pub fn follow(
                 break;
             }
             accepted = Some(Instant::now());
-            receipt.durations.accept_ms = Some(millis(pushed.elapsed()));
+            receipt.durations.accept_ms = Some(millis(pushed_at.elapsed()));
         }
         if accepted.is_some() {
             let mine: Vec<&WorkloadStatus> = status
@@ -195,10 +220,10 @@ pub fn follow(
             receipt.failure = Some(format!(
                 "not rolled out after {}: {}",
                 wait.timeout,
-                if accepted.is_some() {
-                    "the rollout is still going (`vt status` shows where it is)"
-                } else {
-                    "the controller has not applied the commit yet (is it watching this remote and branch?)"
+                match (accepted, &pushed.applied) {
+                    (Some(_), _) => "the rollout is still going (`vt status` shows where it is)",
+                    (None, Applied::Commit) => "the controller has not applied the commit yet (is it watching this remote and branch?)",
+                    (None, Applied::Release { .. }) => "the pull request is not merged yet (the branch stays pushed)",
                 }
             ));
             break;
@@ -255,6 +280,28 @@ impl Events {
         }
         Ok(())
     }
+}
+
+/// The commit of the release of the (one) followed workload newer than
+/// `after` with `spec_hash`, once there is one.
+fn released(
+    client: &Client,
+    names: &[String],
+    after: u64,
+    spec_hash: &str,
+) -> Result<Option<String>, CliError> {
+    let Some((app, env)) = names.first().and_then(|n| n.rsplit_once('/')) else {
+        return Ok(None);
+    };
+    let releases: Vec<ReleaseView> = client.get(
+        "/v1/releases",
+        &[("app", Some(app.into())), ("env", Some(env.into()))],
+    )?;
+    Ok(releases
+        .into_iter()
+        .map(|v| v.release)
+        .find(|r| r.number > after && r.spec_hash == spec_hash)
+        .map(|r| r.commit.sha))
 }
 
 fn halted(w: &WorkloadStatus) -> Option<String> {

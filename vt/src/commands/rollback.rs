@@ -57,12 +57,16 @@ pub struct Outcome {
     pub fast_forwarded: bool,
     /// What the user should know: spec drift, files left alone, a local branch not updated.
     pub warnings: Vec<String>,
+    /// Release N's spec hash: merged, the rollback makes a release with it.
+    pub spec_hash: String,
 }
 
 /// Runs `vt rollback`.
 pub fn run(g: &Global, args: &RollbackArgs) -> Result<(), CliError> {
     let started = std::time::Instant::now();
-    let follows = args.merge && !args.wait.no_wait;
+    // With --merge the rollout is followed unless --no-wait; a pull request
+    // only with --wait (until it is merged).
+    let follows = (args.merge && !args.wait.no_wait) || args.wait.wait;
     let client = Client::new(args.api.controller.as_deref(), args.api.token.as_deref())?;
     let cursor = if follows {
         Some(follow::cursor(&client)?)
@@ -70,12 +74,28 @@ pub fn run(g: &Global, args: &RollbackArgs) -> Result<(), CliError> {
         None
     };
     let outcome = rollback(g, args)?;
-    let (Some(after), Some(commit), true) = (cursor, &outcome.commit, outcome.merged) else {
+    let (Some(after), Some(commit), true) = (cursor, &outcome.commit, outcome.pushed) else {
         output::print(g.output, &outcome, |s| text(&outcome, s));
         return Ok(());
     };
+    if !outcome.merged && g.output == crate::cli::Output::Text {
+        eprint!("{}", text(&outcome, Style::stderr()));
+        eprintln!(
+            "waiting for the pull request to be merged (--timeout {})",
+            args.wait.timeout
+        );
+    }
+    let applied = if outcome.merged {
+        follow::Applied::Commit
+    } else {
+        follow::Applied::Release {
+            after: outcome.from_release,
+            spec_hash: outcome.spec_hash.clone(),
+        }
+    };
     let pushed = follow::Pushed {
         commit: commit.clone(),
+        applied,
         branch: outcome.base.clone(),
         workloads: vec![format!("{}/{}", outcome.app, outcome.env)],
         started,
@@ -85,7 +105,11 @@ pub fn run(g: &Global, args: &RollbackArgs) -> Result<(), CliError> {
     output::print(
         g.output,
         &serde_json::json!({"rollback": &outcome, "receipt": &receipt}),
-        |s| text(&outcome, s) + &follow::render(&receipt, s),
+        // A pull request's outcome was printed before waiting for its merge.
+        |s| match outcome.merged {
+            true => text(&outcome, s) + &follow::render(&receipt, s),
+            false => follow::render(&receipt, s),
+        },
     );
     follow::result(&receipt)
 }
@@ -161,6 +185,7 @@ impl Outcome {
             merged: false,
             fast_forwarded: false,
             warnings,
+            spec_hash: target.spec_hash.clone(),
         }
     }
 }
