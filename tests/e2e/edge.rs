@@ -284,7 +284,11 @@ fn endpoints_reach_microvms_through_the_edge() {
     assert!(page4.contains("hello through the edge"), "{page4}");
 
     // PROXY protocol v2: HAProxy (accept-proxy) sees the client's real address.
-    let answer = get(&net, hap_addr).expect("HAProxy answers");
+    // The health check watches busybox httpd: HAProxy, started beside it,
+    // may still be loading its libraries under TCG, so give it time.
+    let answer = wait_until("HAProxy answers", Duration::from_secs(30), || {
+        get(&net, hap_addr).ok()
+    });
     assert!(answer.contains("hello from haproxy"), "{answer}");
     let client = net.client_v6.to_string();
     wait_until(
