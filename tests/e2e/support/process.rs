@@ -149,7 +149,13 @@ fn tail(text: &str) -> String {
 impl Drop for Proc {
     fn drop(&mut self) {
         let was_running = self.exited().is_none();
-        self.kill();
+        if std::thread::panicking() {
+            // A failing test: SIGTERM first, so that a host agent stops its
+            // VMs instead of leaving them running after the test.
+            self.terminate(Duration::from_secs(10));
+        } else {
+            self.kill();
+        }
         if std::thread::panicking() && was_running {
             eprintln!("{}", self.output());
         }
