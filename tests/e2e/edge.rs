@@ -200,11 +200,7 @@ fn endpoints_reach_microvms_through_the_edge() {
     let repo = Repo::init(&sb, "repo");
     // Its own org: instance addresses derive from the org, and other microVM
     // tests may run a host agent on this machine at the same time.
-    repo.vt(&["org", "create", "edgeco"]);
-    repo.vt(&["project", "create", "shop"]);
-    repo.vt(&[
-        "app", "create", "web", "--image", &reference, "--port", "8080",
-    ]);
+    repo.add_web_app("edgeco", &reference);
     let app = std::fs::read_to_string(repo.path().join(APP_FILE)).expect("app.yaml");
     assert!(app.contains(PORTS), "{app}");
     std::fs::write(repo.path().join(APP_FILE), app.replace(PORTS, ENDPOINTS)).expect("app.yaml");

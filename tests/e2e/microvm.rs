@@ -78,11 +78,7 @@ fn an_app_runs_as_a_microvm_from_its_oci_image() {
 
     // The desired state: one instance with a volume.
     let repo = Repo::init(&sb, "repo");
-    repo.vt(&["org", "create", "acme"]);
-    repo.vt(&["project", "create", "shop"]);
-    repo.vt(&[
-        "app", "create", "web", "--image", &reference, "--port", "8080",
-    ]);
+    repo.add_web_app("acme", &reference);
     repo.append(
         APP_FILE,
         "volumes:\n  - name: data\n    size: 64Mi\n    mount: /data\n",

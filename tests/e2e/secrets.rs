@@ -368,11 +368,7 @@ fn secrets_reach_the_guest_as_files_and_change_by_commit() {
     // The repository, its fleet (which writes its recipient into vt.yaml),
     // two secrets set from files, one commit.
     let repo = Repo::init(&sb, "repo");
-    repo.vt(&["org", "create", "acme"]);
-    repo.vt(&["project", "create", "shop"]);
-    repo.vt(&[
-        "app", "create", "web", "--image", &reference, "--port", "8080",
-    ]);
+    repo.add_web_app("acme", &reference);
     repo.append(
         APP_FILE,
         "secrets:\n  - name: token\n    path: /run/secrets/token\n    format: {min_length: 16}\n  \

@@ -216,14 +216,19 @@ pub fn fetch(repo: &Repository, up: &Upstream) -> Result<Oid, GitError> {
         tracing::debug_span!("fetch", remote = %up.remote, branch = %up.remote_branch).entered();
     let refspec = format!("+refs/heads/{}:{}", up.remote_branch, up.tracking_ref());
     if by_command(repo, &up.remote)? {
-        if !remote_branches(repo, &up.remote)?.contains(&up.remote_branch) {
-            return Err(GitError::NoRemoteBranch {
-                remote: up.remote.clone(),
-                branch: up.remote_branch.clone(),
-            });
-        }
-        git(repo, &["fetch", "--quiet", &up.remote, &refspec])?;
-        return Ok(repo.refname_to_id(&up.tracking_ref())?);
+        // One round trip: git names a missing branch in its error.
+        return match git(repo, &["fetch", "--quiet", &up.remote, &refspec]) {
+            Err(GitError::Command { message, .. })
+                if message.contains("couldn't find remote ref") =>
+            {
+                Err(GitError::NoRemoteBranch {
+                    remote: up.remote.clone(),
+                    branch: up.remote_branch.clone(),
+                })
+            }
+            Err(e) => Err(e),
+            Ok(_) => Ok(repo.refname_to_id(&up.tracking_ref())?),
+        };
     }
     let mut remote = repo.find_remote(&up.remote)?;
     let mut options = git2::FetchOptions::new();
@@ -617,28 +622,33 @@ mod tests {
         write(&w.clone, "a.txt", "changed\n");
         write(&w.clone, "b.txt", "b\n");
         write(&w.clone, "c.txt", "not asked for\n");
-        let oid = commit_paths(&w.clone, "change", &["a.txt".into(), "b.txt".into()])
-            .expect("commit")
-            .expect("a commit");
-        let tree = w
-            .clone
-            .find_commit(oid)
-            .expect("commit")
-            .tree()
-            .expect("tree");
-        assert!(tree.get_path(Path::new("b.txt")).is_ok());
-        assert!(tree.get_path(Path::new("c.txt")).is_err(), "only the paths");
+        // Commits `paths` and returns whether each of `probe` is in the new tree.
+        let commit_and_probe = |message: &str, paths: &[String], probe: &[&str]| {
+            let oid = commit_paths(&w.clone, message, paths)
+                .expect("commit")
+                .expect("a commit");
+            let tree = w
+                .clone
+                .find_commit(oid)
+                .expect("commit")
+                .tree()
+                .expect("tree");
+            let found: Vec<bool> = probe
+                .iter()
+                .map(|p| tree.get_path(Path::new(p)).is_ok())
+                .collect();
+            (oid, found)
+        };
+        let (_, found) = commit_and_probe(
+            "change",
+            &["a.txt".into(), "b.txt".into()],
+            &["b.txt", "c.txt"],
+        );
+        assert!(found[0]);
+        assert!(!found[1], "only the paths");
         std::fs::remove_file(w.clone.workdir().expect("workdir").join("b.txt")).expect("rm");
-        let oid = commit_paths(&w.clone, "delete", &["b.txt".into()])
-            .expect("commit")
-            .expect("a commit");
-        let tree = w
-            .clone
-            .find_commit(oid)
-            .expect("commit")
-            .tree()
-            .expect("tree");
-        assert!(tree.get_path(Path::new("b.txt")).is_err(), "deleted");
+        let (oid, found) = commit_and_probe("delete", &["b.txt".into()], &["b.txt"]);
+        assert!(!found[0], "deleted");
         assert_eq!(w.clone.head().expect("head").target(), Some(oid));
     }
 

@@ -253,17 +253,17 @@ pub fn releases(
         .into_iter()
         .filter(|(r, _)| matches(&r.name, app, env))
     {
-        let serving = |number: u64| {
-            c.instances_of(&latest.key)
-                .iter()
-                .filter(|i| i.instance.release == number && i.instance.phase == Phase::Healthy)
-                .count()
-        };
+        let mut serving: BTreeMap<u64, usize> = BTreeMap::new();
+        for i in c.instances_of(&latest.key) {
+            if i.instance.phase == Phase::Healthy {
+                *serving.entry(i.instance.release).or_default() += 1;
+            }
+        }
         let rollout = c
             .rollout(&latest.key)
             .filter(|r| r.release == latest.number);
         for release in c.releases_of(&latest.key)? {
-            let healthy = serving(release.number);
+            let healthy = serving.get(&release.number).copied().unwrap_or(0);
             let status = if release.number != latest.number {
                 if healthy > 0 {
                     format!("superseded, {healthy} still serving")

@@ -53,22 +53,20 @@ impl Repo {
         self.env.git(&self.path, args)
     }
 
+    /// Creates org `org`, project `shop` and app `web` (`image`, port 8080
+    /// named `main`). Does not commit.
+    pub fn add_web_app(&self, org: &str, image: &str) {
+        self.vt(&["org", "create", org]);
+        self.vt(&["project", "create", "shop"]);
+        self.vt(&["app", "create", "web", "--image", image, "--port", "8080"]);
+    }
+
     /// Creates org `acme`, project `shop`, app `web` (image `registry.local/web:1`,
     /// port 8080) and its env `prod` with `instances`, and `rollout` (YAML lines)
     /// appended to the app file. Does not commit.
     pub fn add_web(&self, instances: u32, rollout: &str) {
         let n = instances.to_string();
-        self.vt(&["org", "create", "acme"]);
-        self.vt(&["project", "create", "shop"]);
-        self.vt(&[
-            "app",
-            "create",
-            "web",
-            "--image",
-            "registry.local/web:1",
-            "--port",
-            "8080",
-        ]);
+        self.add_web_app("acme", "registry.local/web:1");
         self.vt(&["env", "create", "prod", "--app", "web", "--instances", &n]);
         if !rollout.is_empty() {
             self.append(APP_FILE, rollout);

@@ -63,10 +63,7 @@ pub fn run(g: &Global, args: &DeployArgs) -> Result<(), CliError> {
         touched = pin_image(g, &root, app, args.env.as_deref(), image)?;
     }
 
-    let loaded = super::load(g, None)?;
-    if !loaded.diagnostics.is_empty() {
-        return Err(CliError::invalid(loaded.diagnostics));
-    }
+    // Validates the working tree too: an invalid one is an error with every diagnostic.
     let report = diff::report(
         g,
         &DiffArgs {
@@ -88,7 +85,7 @@ pub fn run(g: &Global, args: &DeployArgs) -> Result<(), CliError> {
         eprint!("{}", diff::render_plan(&plan, Style::stderr()));
     }
 
-    let paths = changed_paths(&repo, &root, args.app.as_deref(), &loaded.state, &touched)?;
+    let paths = changed_paths(&repo, &root, args.app.is_some().then_some(&plan), &touched)?;
     let message = args.message.clone().unwrap_or_else(|| message(&plan));
     let commit = match git_ops::commit_paths(&repo, &message, &paths)? {
         Some(c) => c,
@@ -197,28 +194,22 @@ fn resolve(image: &str) -> Result<String, CliError> {
     Ok(resolved.pinned())
 }
 
-/// The layout files that differ from HEAD (in `app`'s directory when given),
-/// plus the files `vt deploy` wrote.
+/// The layout files that differ from HEAD (only in the directories of the apps
+/// `only` changes, when given), plus the files `vt deploy` wrote.
 fn changed_paths(
     repo: &git2::Repository,
     root: &Path,
-    app: Option<&str>,
-    state: &vt_repo::DesiredState,
+    only: Option<&Preview>,
     touched: &[String],
 ) -> Result<Vec<String>, CliError> {
-    let dirs: Option<Vec<String>> = app.map(|app| {
-        state
-            .apps
+    // `orgs/<org>/<project>/<app>/` of each (app, env) the plan changes.
+    let dirs: Option<Vec<String>> = only.map(|plan| {
+        plan.releases
             .iter()
-            .filter(|a| {
-                let q = a.qualified();
-                q == app || q.ends_with(&format!("/{app}"))
-            })
-            .filter_map(|a| {
-                Path::new(&a.file)
-                    .parent()
-                    .map(|p| format!("{}/", p.display()))
-            })
+            .map(|r| &r.name)
+            .chain(&plan.removed)
+            .filter_map(|name| name.rsplit_once('/'))
+            .map(|(app, _)| format!("orgs/{app}/"))
             .collect()
     });
     let prefix = repo

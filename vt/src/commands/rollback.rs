@@ -73,7 +73,7 @@ pub fn run(g: &Global, args: &RollbackArgs) -> Result<(), CliError> {
     } else {
         None
     };
-    let outcome = rollback(g, args)?;
+    let outcome = rollback(g, args, &client)?;
     let (Some(after), Some(commit), true) = (cursor, &outcome.commit, outcome.pushed) else {
         output::print(g.output, &outcome, |s| text(&outcome, s));
         return Ok(());
@@ -118,7 +118,7 @@ pub fn run(g: &Global, args: &RollbackArgs) -> Result<(), CliError> {
 /// `--merge`) pushes it to the tracked branch. When `merged`,
 /// `Outcome::commit` is the tracked branch's new tip: following the rollout
 /// of the release it makes starts from there.
-fn rollback(g: &Global, args: &RollbackArgs) -> Result<Outcome, CliError> {
+fn rollback(g: &Global, args: &RollbackArgs, client: &Client) -> Result<Outcome, CliError> {
     let span = tracing::info_span!(
         "rollback",
         app = %args.app,
@@ -129,8 +129,7 @@ fn rollback(g: &Global, args: &RollbackArgs) -> Result<Outcome, CliError> {
     let repo = git_ops::open(&find_root(g)?)?;
     let up = git_ops::upstream(&repo)?;
     let forge = forge_of(&repo, &up, args)?;
-    let client = Client::new(args.api.controller.as_deref(), args.api.token.as_deref())?;
-    let (latest, target) = pick(&releases(&client, args)?, args.to)?;
+    let (latest, target) = pick(&releases(client, args)?, args.to)?;
     span.record("env", split_name(&target.name).1);
     span.record("release", target.number);
     let tip = git_ops::fetch(&repo, &up)?;
