@@ -14,6 +14,8 @@ use std::fmt;
 pub enum Code {
     /// The file is not valid YAML.
     Syntax,
+    /// A mapping sets the same key twice (the first is used, the duplicate is reported).
+    DuplicateKey,
     /// A field has the wrong type (a string where a number belongs, ...).
     Type,
     /// A field the schema does not know.
@@ -40,6 +42,10 @@ pub enum Code {
     UnknownRegion,
     /// An organisation's quota is exceeded.
     QuotaExceeded,
+    /// A total computed from several quantities (memory × instances × regions,
+    /// summed over an org's envs; cpu and volume sizes likewise) does not fit
+    /// in 64 bits.
+    QuantityOverflow,
     /// The repository has no `vt.yaml`.
     NoConfig,
     /// A file in a place the layout does not define.
@@ -59,6 +65,7 @@ impl Code {
     pub fn as_str(self) -> &'static str {
         match self {
             Code::Syntax => "E_SYNTAX",
+            Code::DuplicateKey => "E_DUPLICATE_KEY",
             Code::Type => "E_TYPE",
             Code::UnknownField => "E_UNKNOWN_FIELD",
             Code::MissingField => "E_MISSING_FIELD",
@@ -72,6 +79,7 @@ impl Code {
             Code::DanglingReference => "E_DANGLING_REFERENCE",
             Code::UnknownRegion => "E_UNKNOWN_REGION",
             Code::QuotaExceeded => "E_QUOTA_EXCEEDED",
+            Code::QuantityOverflow => "E_QUANTITY_OVERFLOW",
             Code::NoConfig => "E_NO_CONFIG",
             Code::UnexpectedFile => "E_UNEXPECTED_FILE",
             Code::UnsupportedVersion => "E_UNSUPPORTED_VERSION",

@@ -21,6 +21,7 @@ pub mod state;
 pub mod validate;
 pub mod write;
 mod yaml_pos;
+mod yaml_value;
 
 pub use diagnostic::{Code, Diagnostic, Position};
 pub use diff::{diff, diff_values, Change, FieldChange, ResourceDiff};

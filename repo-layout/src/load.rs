@@ -234,7 +234,14 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
         );
     }
 
-    let mut checker = Checker::new(&indexes, &mut diagnostics);
+    // Every file that parsed has an index: the others are present but
+    // unreadable, and already diagnosed.
+    let unreadable = snapshot
+        .files
+        .keys()
+        .filter(|file| !indexes.contains_key(*file))
+        .cloned();
+    let mut checker = Checker::new(&indexes, &mut diagnostics).with_unreadable(unreadable);
     validate::check(&mut checker, &state);
     resolve_envs(&mut checker, &mut state);
     secrets::check_files(&mut checker, &state);
@@ -245,8 +252,13 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
     Loaded { state, diagnostics }
 }
 
-/// Computes each env's effective spec: defaults, then app, then env.
+/// Computes each env's effective spec: defaults, then app, then env. Not
+/// when `vt.yaml` does not parse: without its defaults and regions no spec
+/// would be the real one, and each env would report what vt.yaml lacks.
 fn resolve_envs(checker: &mut Checker<'_>, state: &mut DesiredState) {
+    if checker.is_unreadable("vt.yaml") {
+        return;
+    }
     let defaults = state.config.defaults.clone().unwrap_or_default();
     let default_region = state.config.regions.first().map(|r| r.name.clone());
     let apps: std::collections::HashMap<String, &crate::App> =

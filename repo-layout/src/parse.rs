@@ -10,10 +10,12 @@
 use crate::diagnostic::{Code, Diagnostic};
 use crate::quantity;
 use crate::yaml_pos::{join_key, PositionIndex};
+use crate::yaml_value::{self, Document};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
+use std::collections::HashSet;
 
 /// Most errors reported for a single file before giving up on it.
 const MAX_ERRORS_PER_FILE: usize = 50;
@@ -72,13 +74,28 @@ fn from_ignored_path(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
     }
 }
 
+/// The byte order mark some editors write at the start of a UTF-8 file.
+const BOM: &str = "\u{feff}";
+
+/// Splits a leading byte order mark off `text`: (the mark or "", the rest).
+/// Line-based editors of layout files keep the mark and edit the rest.
+pub(crate) fn split_bom(text: &str) -> (&str, &str) {
+    match text.strip_prefix(BOM) {
+        Some(rest) => (BOM, rest),
+        None => ("", text),
+    }
+}
+
 /// Parses `text` (the content of `file`) as a `T`, appending every problem
-/// found to `diagnostics`. Returns `None` only when the file is not YAML at all
-/// or nothing of it could be read.
+/// found to `diagnostics`. A leading byte order mark is ignored. Returns
+/// `None` only when the file is not YAML at all or nothing of it could be
+/// read.
 pub fn parse_file<T>(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<Parsed<T>>
 where
     T: DeserializeOwned + JsonSchema,
 {
+    // Editors do not show the mark, so positions count from after it.
+    let (_, text) = split_bom(text);
     let syntax_error = |e: crate::yaml_pos::SyntaxError| {
         Diagnostic::file(
             Code::Syntax,
@@ -88,9 +105,12 @@ where
         .at(e.position, "")
         .with_hint("check indentation and quoting around this line")
     };
-    let mut doc: Yaml = match serde_yaml::from_str(text) {
-        Ok(Yaml::Null) => Yaml::Mapping(Default::default()),
-        Ok(doc) => doc,
+    let (mut doc, duplicates) = match yaml_value::from_str(text) {
+        Ok(Document {
+            value: Yaml::Null,
+            duplicates,
+        }) => (Yaml::Mapping(Default::default()), duplicates),
+        Ok(Document { value, duplicates }) => (value, duplicates),
         Err(e) => {
             // The position parser words syntax errors better; serde_yaml's
             // own error is the fallback when it finds none.
@@ -115,8 +135,12 @@ where
     };
     // Positions are read only when a diagnostic needs one.
     let index = PositionIndex::lazy(text);
+    duplicate_keys(file, &index, &duplicates, diagnostics);
     // Only needed for "did you mean": built on the first unknown field (it is most of a parse).
     let schema = std::cell::OnceCell::new();
+    // Cutting out a bad required value makes serde report it missing next
+    // time: one diagnostic per path is enough.
+    let mut reported = HashSet::new();
     for _ in 0..MAX_ERRORS_PER_FILE {
         let mut unknown = Vec::new();
         let mut record = |path: serde_ignored::Path<'_>| unknown.push(from_ignored_path(&path));
@@ -139,12 +163,7 @@ where
             Err(err) => {
                 let segs = from_error_path(err.path());
                 let found = type_error(file, &index, &segs, &err.inner().to_string());
-                // Cutting out a bad required value makes serde report it
-                // missing next time: one diagnostic per path is enough.
-                if !diagnostics
-                    .iter()
-                    .any(|d| d.file == found.file && d.path == found.path)
-                {
+                if reported.insert(found.path.clone()) {
                     diagnostics.push(found);
                 }
                 if !remove(&mut doc, &segs) {
@@ -154,6 +173,48 @@ where
         }
     }
     None
+}
+
+/// Reports each duplicate key the reader skipped (`skipped`: their paths) at
+/// the duplicate's own position.
+fn duplicate_keys(
+    file: &str,
+    index: &PositionIndex,
+    skipped: &[String],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if skipped.is_empty() {
+        return;
+    }
+    // The event-level parse finds duplicates by the key's text; only those
+    // the reader skipped count (`1` and `"1"` are different keys).
+    let mut found: Vec<_> = index.duplicates().iter().map(Some).collect();
+    for path in skipped {
+        let duplicate = found
+            .iter_mut()
+            .find(|d| d.is_some_and(|d| &d.path == path))
+            .and_then(Option::take);
+        let diagnostic = match duplicate {
+            Some(d) => Diagnostic::file(
+                Code::DuplicateKey,
+                file,
+                format!(
+                    "key `{}` is set twice in the same mapping (first at line {})",
+                    d.key, d.first.line
+                ),
+            )
+            .at(d.at, path.clone()),
+            None => Diagnostic::file(
+                Code::DuplicateKey,
+                file,
+                "a key is set twice in the same mapping",
+            )
+            .at(index.key(path), path.clone()),
+        };
+        diagnostics.push(
+            diagnostic.with_hint("remove one of them or merge them (only the first is read)"),
+        );
+    }
 }
 
 fn type_error(file: &str, index: &PositionIndex, segs: &[Seg], message: &str) -> Diagnostic {
@@ -328,6 +389,45 @@ mod tests {
         assert!(spec.is_none());
         assert_eq!(diags[0].code, Code::Syntax);
         assert!(diags[0].line > 0);
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_where_they_are() {
+        let (spec, diags) = parse(
+            "image: web:1\ninstances: 2\nresources:\n  memory: 1Gi\n  memory: 2Gi\ninstances: 3\ncommand: 7\n",
+        );
+        let found: Vec<_> = diags
+            .iter()
+            .map(|d| (d.code, d.path.as_str(), d.line, d.column))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (Code::DuplicateKey, "resources.memory", 5, 3),
+                (Code::DuplicateKey, "instances", 6, 1),
+                (Code::Type, "command", 7, 10),
+            ]
+        );
+        assert_eq!(
+            diags[1].message,
+            "key `instances` is set twice in the same mapping (first at line 2)"
+        );
+        let spec = spec.expect("the rest of the file is read");
+        assert_eq!(spec.instances, Some(2));
+        assert_eq!(spec.image.as_deref(), Some("web:1"));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        let (spec, diags) = parse("\u{feff}image: web:1\ninstances: many\n");
+        assert_eq!(
+            diags
+                .iter()
+                .map(|d| (d.code, d.line, d.column))
+                .collect::<Vec<_>>(),
+            [(Code::Type, 2, 12)]
+        );
+        assert_eq!(spec.and_then(|s| s.image).as_deref(), Some("web:1"));
     }
 
     #[test]

@@ -16,6 +16,30 @@ fn error(kind: &str, input: &str, expected: &str) -> String {
     format!("invalid {kind} `{input}`: {expected}")
 }
 
+/// Parses the whole number `digits` of `input`; one that is all digits but
+/// does not fit in a `u64` is `too_large`, anything else not a number is
+/// `expected`.
+fn whole(
+    kind: &str,
+    input: &str,
+    digits: &str,
+    expected: &str,
+    too_large: &str,
+) -> Result<u64, String> {
+    digits.parse().map_err(|_| {
+        let all_digits = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        error(kind, input, if all_digits { too_large } else { expected })
+    })
+}
+
+/// Why a size is too large.
+const SIZE_TOO_LARGE: &str = "too large: a size must fit in 64 bits (at most 16777215Ti)";
+/// Why a cpu amount is too large.
+const CPU_TOO_LARGE: &str = "too large: at most 4294967 cores (4294967295m)";
+/// Why a duration is too large.
+const DURATION_TOO_LARGE: &str =
+    "too large: a duration must fit in 64 bits of milliseconds (at most 213503982334d)";
+
 const SIZE_UNITS: [(&str, u64); 8] = [
     ("Ti", 1 << 40),
     ("Gi", 1 << 30),
@@ -40,10 +64,10 @@ impl ByteSize {
             .iter()
             .find_map(|(unit, m)| s.strip_suffix(unit).map(|d| (d, *m)))
             .unwrap_or((s, 1));
-        let n: u64 = digits.parse().map_err(|_| error("size", input, expected))?;
+        let n = whole("size", input, digits, expected, SIZE_TOO_LARGE)?;
         n.checked_mul(multiplier)
             .map(ByteSize)
-            .ok_or_else(|| error("size", input, "too large"))
+            .ok_or_else(|| error("size", input, SIZE_TOO_LARGE))
     }
 
     /// Mebibytes, rounded up.
@@ -75,15 +99,22 @@ impl Cpu {
         let s = input.trim();
         let expected = "expected cores as a number (0.5, 2) or millicores (500m)";
         if let Some(m) = s.strip_suffix('m') {
-            return m
-                .parse()
+            let millis = whole("cpu", input, m, expected, CPU_TOO_LARGE)?;
+            return u32::try_from(millis)
                 .map(Cpu)
-                .map_err(|_| error("cpu", input, expected));
+                .map_err(|_| error("cpu", input, CPU_TOO_LARGE));
         }
-        let cores: f64 = s.parse().map_err(|_| error("cpu", input, expected))?;
+        let cores: f64 = s
+            .parse()
+            .ok()
+            .filter(|c: &f64| !c.is_nan())
+            .ok_or_else(|| error("cpu", input, expected))?;
+        if cores < 0.0 {
+            return Err(error("cpu", input, "out of range: cpu cannot be negative"));
+        }
         let millis = cores * 1000.0;
-        if !cores.is_finite() || cores < 0.0 || millis > f64::from(u32::MAX) {
-            return Err(error("cpu", input, "out of range"));
+        if millis > f64::from(u32::MAX) {
+            return Err(error("cpu", input, CPU_TOO_LARGE));
         }
         if (millis - millis.round()).abs() > 1e-6 {
             return Err(error("cpu", input, "finer than a millicore"));
@@ -123,12 +154,10 @@ impl Duration {
             .iter()
             .find_map(|(unit, m)| s.strip_suffix(unit).map(|d| (d, *m)))
             .ok_or_else(|| error("duration", input, expected))?;
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| error("duration", input, expected))?;
+        let n = whole("duration", input, digits, expected, DURATION_TOO_LARGE)?;
         n.checked_mul(multiplier)
             .map(Duration)
-            .ok_or_else(|| error("duration", input, "too large"))
+            .ok_or_else(|| error("duration", input, DURATION_TOO_LARGE))
     }
 
     /// The duration as a `std::time::Duration`.
@@ -236,6 +265,38 @@ mod tests {
         assert!(ByteSize::parse("12Zb").is_err());
         assert!(ByteSize::parse("99999999999Ti").is_err());
         assert!(ByteSize::parse("-1Mi").is_err());
+    }
+
+    #[test]
+    fn quantities_too_large_for_their_type_are_errors() {
+        fn too_large<T>(r: Result<T, String>) -> bool {
+            r.is_err_and(|e| e.contains("too large"))
+        }
+        assert!(too_large(ByteSize::parse("99999999999Ti")));
+        assert!(too_large(ByteSize::parse("16777216Ti")));
+        assert_eq!(
+            ByteSize::parse("16777215Ti"),
+            Ok(ByteSize(16_777_215 << 40))
+        );
+        assert!(too_large(ByteSize::parse("18446744073709551616")));
+        assert!(too_large(ByteSize::parse("99999999999999999999999Mi")));
+        assert_eq!(
+            ByteSize::parse("18446744073709551615"),
+            Ok(ByteSize(u64::MAX))
+        );
+        assert!(too_large(Cpu::parse("4294968")));
+        assert!(too_large(Cpu::parse("1e300")));
+        assert!(too_large(Cpu::parse("inf")));
+        assert!(too_large(Cpu::parse("4294967296m")));
+        assert!(too_large(Cpu::parse("99999999999999999999999m")));
+        assert_eq!(Cpu::parse("4294967295m"), Ok(Cpu(u32::MAX)));
+        assert_eq!(Cpu::parse("4294967"), Ok(Cpu(4_294_967_000)));
+        assert!(too_large(Duration::parse("213503982335d")));
+        assert!(too_large(Duration::parse("99999999999999999999ms")));
+        assert_eq!(
+            Duration::parse("213503982334d"),
+            Ok(Duration(213_503_982_334 * 86_400_000))
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub const MIN_VOLUME: ByteSize = ByteSize(1 << 20);
 pub struct Checker<'a> {
     indexes: &'a HashMap<String, PositionIndex>,
     diagnostics: &'a mut Vec<Diagnostic>,
+    unreadable: HashSet<String>,
 }
 
 impl<'a> Checker<'a> {
@@ -29,7 +30,23 @@ impl<'a> Checker<'a> {
         Checker {
             indexes,
             diagnostics,
+            unreadable: HashSet::new(),
         }
+    }
+
+    /// Marks `files` as present but unreadable (not YAML, not UTF-8): their
+    /// problem is already reported, and what they would have declared is
+    /// unknown, so checks leave out what depends on them (a child of an
+    /// unreadable file does not report a missing parent).
+    pub fn with_unreadable(mut self, files: impl IntoIterator<Item = String>) -> Self {
+        self.unreadable.extend(files);
+        self
+    }
+
+    /// Whether `file` is present but could not be read (see
+    /// [`Checker::with_unreadable`]).
+    pub fn is_unreadable(&self, file: &str) -> bool {
+        self.unreadable.contains(file)
     }
 
     /// Whether `file` has a value at exactly `path`.
@@ -266,8 +283,11 @@ fn check_parents(c: &mut Checker<'_>, state: &DesiredState) {
     let projects: HashSet<String> = state.projects.iter().map(|p| p.qualified()).collect();
     let apps: HashSet<String> = state.apps.iter().map(|a| a.qualified()).collect();
     let missing = "references a parent that has no file";
+    // A parent whose file is there but does not parse has its own
+    // diagnostic; its children are not orphans.
     for p in &state.projects {
-        if !orgs.contains(p.org.as_str()) {
+        let parent = format!("orgs/{}/org.yaml", p.org);
+        if !orgs.contains(p.org.as_str()) && !c.is_unreadable(&parent) {
             c.file(
                 Code::DanglingReference,
                 &p.file,
@@ -280,7 +300,8 @@ fn check_parents(c: &mut Checker<'_>, state: &DesiredState) {
         }
     }
     for a in &state.apps {
-        if !projects.contains(&format!("{}/{}", a.org, a.project)) {
+        let parent = format!("orgs/{}/{}/project.yaml", a.org, a.project);
+        if !projects.contains(&format!("{}/{}", a.org, a.project)) && !c.is_unreadable(&parent) {
             c.file(
                 Code::DanglingReference,
                 &a.file,
@@ -290,7 +311,8 @@ fn check_parents(c: &mut Checker<'_>, state: &DesiredState) {
         }
     }
     for e in &state.envs {
-        if !apps.contains(&e.app_qualified()) {
+        let parent = format!("orgs/{}/app.yaml", e.app_qualified());
+        if !apps.contains(&e.app_qualified()) && !c.is_unreadable(&parent) {
             c.file(
                 Code::DanglingReference,
                 &e.file,
@@ -319,8 +341,10 @@ fn check_spec(c: &mut Checker<'_>, file: &str, base: &str, spec: &Spec, regions:
             );
         }
     }
+    // With a vt.yaml that does not parse, the declared regions are unknown.
+    let regions_known = !c.is_unreadable("vt.yaml");
     for (i, region) in spec.regions.iter().flatten().enumerate() {
-        if !regions.contains(region.as_str()) {
+        if regions_known && !regions.contains(region.as_str()) {
             let mut known: Vec<_> = regions.iter().copied().collect();
             known.sort_unstable();
             c.value(
@@ -592,44 +616,171 @@ pub fn check_image(image: &str) -> Result<(), String> {
 /// Renders a quota amount.
 type Show<'a> = &'a dyn Fn(u64) -> String;
 
-/// What an org uses, summed over its envs.
+/// A sum over an org's envs that stops at overflow: `None` once it no
+/// longer fits in a `u64` (reported once, when it happened).
+#[derive(Debug, Clone, Copy)]
+struct Total(Option<u64>);
+
+impl Default for Total {
+    fn default() -> Self {
+        Total(Some(0))
+    }
+}
+
+/// What an org uses, summed over its envs. Counts of things in the files
+/// (apps, endpoints) cannot come near 2^64; amounts can.
 #[derive(Debug, Default)]
 struct Usage {
     apps: u64,
-    instances: u64,
-    cpu: u64,
-    memory: u64,
-    volume: u64,
+    instances: Total,
+    cpu: Total,
+    memory: Total,
+    volume: Total,
     endpoints: u64,
     ipv4: u64,
 }
 
-/// Checks each org's quotas against what its envs declare.
+/// A count of items in memory as a `u64` (never more than `usize` holds).
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// A cpu amount in millicores, which may exceed what [`crate::Cpu`] holds.
+fn show_millicores(m: u64) -> String {
+    if m.is_multiple_of(1000) {
+        (m / 1000).to_string()
+    } else {
+        format!("{m}m")
+    }
+}
+
+/// One quantity an env adds to its org's usage.
+struct Amount<'a> {
+    /// What it is, for messages (`memory`).
+    what: &'a str,
+    /// The field that sets it (`resources.memory`).
+    field: &'a str,
+    /// Per instance, `None` when even that does not fit (a sum of volume sizes).
+    each: Option<u64>,
+    /// Renders an amount.
+    show: Show<'a>,
+}
+
+/// Checks each org's quotas against what its envs declare. Totals are
+/// computed with checked arithmetic: one that does not fit in a `u64` is an
+/// [`Code::QuantityOverflow`] on the env that made it overflow, and its quota
+/// is not checked.
 pub fn check_quotas(c: &mut Checker<'_>, state: &DesiredState) {
     let mut usage: BTreeMap<&str, Usage> = BTreeMap::new();
     for app in &state.apps {
-        usage.entry(&app.org).or_default().apps += 1;
+        let u = usage.entry(&app.org).or_default();
+        u.apps = u.apps.saturating_add(1);
     }
+    let app_files: HashMap<String, &str> = state
+        .apps
+        .iter()
+        .map(|a| (a.qualified(), a.file.as_str()))
+        .collect();
+    let show_bytes = |b: u64| ByteSize(b).to_string();
+    let plain = |n: u64| n.to_string();
     for env in &state.envs {
         let Some(spec) = &env.effective else { continue };
+        let app_file = app_files.get(&env.app_qualified()).copied();
         let u = usage.entry(&env.org).or_default();
-        let n = u64::from(spec.instances) * spec.regions.len() as u64;
-        u.instances += n;
-        u.cpu += n * u64::from(spec.cpu.0);
-        u.memory += n * spec.memory.0;
-        u.volume += n * spec.volumes.iter().map(|v| v.size.0).sum::<u64>();
-        u.endpoints += spec.endpoints.len() as u64;
-        u.ipv4 += spec.endpoints.iter().filter(|e| e.ipv4).count() as u64;
+        let n = u64::from(spec.instances).checked_mul(count(spec.regions.len()));
+        let volume = spec
+            .volumes
+            .iter()
+            .try_fold(0u64, |sum, v| sum.checked_add(v.size.0));
+        let amounts = [
+            (
+                &mut u.instances,
+                Amount {
+                    what: "number of instances",
+                    field: "instances",
+                    each: Some(1),
+                    show: &plain,
+                },
+            ),
+            (
+                &mut u.cpu,
+                Amount {
+                    what: "cpu",
+                    field: "resources.cpu",
+                    each: Some(u64::from(spec.cpu.0)),
+                    show: &show_millicores,
+                },
+            ),
+            (
+                &mut u.memory,
+                Amount {
+                    what: "memory",
+                    field: "resources.memory",
+                    each: Some(spec.memory.0),
+                    show: &show_bytes,
+                },
+            ),
+            (
+                &mut u.volume,
+                Amount {
+                    what: "volume size",
+                    field: "volumes",
+                    each: volume,
+                    show: &show_bytes,
+                },
+            ),
+        ];
+        for (total, amount) in amounts {
+            let Some(sum) = total.0 else { continue };
+            let env_total = amount.each.zip(n).and_then(|(each, n)| each.checked_mul(n));
+            let message = match env_total.map(|t| sum.checked_add(t)) {
+                Some(Some(sum)) => {
+                    *total = Total(Some(sum));
+                    continue;
+                }
+                Some(None) => format!(
+                    "the total {} of org `{}` does not fit in 64 bits once env `{}` is added",
+                    amount.what,
+                    env.org,
+                    env.qualified()
+                ),
+                None => format!(
+                    "the total {} of env `{}` ({} per instance × {} instance(s) × {} region(s)) does not fit in 64 bits",
+                    amount.what,
+                    env.qualified(),
+                    amount.each.map_or("more than 64 bits hold".into(), amount.show),
+                    spec.instances,
+                    spec.regions.len(),
+                ),
+            };
+            *total = Total(None);
+            let (file, path) = source_of(c, &env.file, app_file, amount.field);
+            c.value(
+                Code::QuantityOverflow,
+                file,
+                &path,
+                message,
+                Some(format!(
+                    "lower `{}` or `instances`: no fleet has that much",
+                    amount.field
+                )),
+            );
+        }
+        u.endpoints = u.endpoints.saturating_add(count(spec.endpoints.len()));
+        let ipv4 = spec.endpoints.iter().filter(|e| e.ipv4).count();
+        u.ipv4 = u.ipv4.saturating_add(count(ipv4));
     }
     for org in &state.orgs {
         let (Some(q), Some(u)) = (&org.spec.quotas, usage.get(org.name.as_str())) else {
             continue;
         };
-        let show_cpu = |m: u64| format!("{}", crate::Cpu(m.min(u64::from(u32::MAX)) as u32));
-        let show_bytes = |b: u64| ByteSize(b).to_string();
-        let plain = |n: u64| n.to_string();
-        let checks: [(&str, Option<u64>, u64, Show<'_>); 7] = [
-            ("max_apps", q.max_apps.map(u64::from), u.apps, &plain),
+        let checks: [(&str, Option<u64>, Total, Show<'_>); 7] = [
+            (
+                "max_apps",
+                q.max_apps.map(u64::from),
+                Total(Some(u.apps)),
+                &plain,
+            ),
             (
                 "max_instances",
                 q.max_instances.map(u64::from),
@@ -640,7 +791,7 @@ pub fn check_quotas(c: &mut Checker<'_>, state: &DesiredState) {
                 "max_cpu",
                 q.max_cpu.map(|c| u64::from(c.0)),
                 u.cpu,
-                &show_cpu,
+                &show_millicores,
             ),
             (
                 "max_memory",
@@ -657,17 +808,19 @@ pub fn check_quotas(c: &mut Checker<'_>, state: &DesiredState) {
             (
                 "max_endpoints",
                 q.max_endpoints.map(u64::from),
-                u.endpoints,
+                Total(Some(u.endpoints)),
                 &plain,
             ),
             (
                 "max_ipv4_endpoints",
                 q.max_ipv4_endpoints.map(u64::from),
-                u.ipv4,
+                Total(Some(u.ipv4)),
                 &plain,
             ),
         ];
-        for (field, limit, used, show) in checks {
+        for (field, limit, Total(used), show) in checks {
+            // An overflowed total is already reported.
+            let Some(used) = used else { continue };
             if let Some(limit) = limit.filter(|limit| used > *limit) {
                 c.value(
                     Code::QuotaExceeded,
@@ -683,6 +836,26 @@ pub fn check_quotas(c: &mut Checker<'_>, state: &DesiredState) {
                 );
             }
         }
+    }
+}
+
+/// The file and field path where an env's `field` is set: the env file, else
+/// its app file, else `vt.yaml`'s defaults; the env file when none sets it.
+fn source_of<'f>(
+    c: &Checker<'_>,
+    env_file: &'f str,
+    app_file: Option<&'f str>,
+    field: &str,
+) -> (&'f str, String) {
+    let defaults = join_key("defaults", field);
+    if c.contains(env_file, field) {
+        (env_file, field.into())
+    } else if let Some(app_file) = app_file.filter(|f| c.contains(f, field)) {
+        (app_file, field.into())
+    } else if c.contains("vt.yaml", &defaults) {
+        ("vt.yaml", defaults)
+    } else {
+        (env_file, field.into())
     }
 }
 

@@ -383,8 +383,10 @@ pub fn create_env(
 }
 
 /// `text` (a YAML mapping) with the top-level `key` set to `value`: its
-/// line replaced (comments and every other line kept), or appended.
+/// line replaced (comments and every other line kept), or appended. A
+/// leading byte order mark is kept.
 pub fn set_top_level(text: &str, key: &str, value: &str) -> String {
+    let (bom, text) = crate::parse::split_bom(text);
     let prefix = format!("{key}:");
     let line = format!("{key}: {value}");
     let mut found = false;
@@ -400,9 +402,7 @@ pub fn set_top_level(text: &str, key: &str, value: &str) -> String {
     if !found {
         out.push(&line);
     }
-    let mut joined = out.join("\n");
-    joined.push('\n');
-    joined
+    format!("{bom}{}\n", out.join("\n"))
 }
 
 #[cfg(test)]
@@ -478,6 +478,11 @@ mod tests {
         assert_eq!(
             set_top_level("id: env_1\nenv:\n  image: x\n", "image", "r/web@sha256:ab"),
             "id: env_1\nenv:\n  image: x\nimage: r/web@sha256:ab\n"
+        );
+        // A byte order mark does not hide the first line, and stays.
+        assert_eq!(
+            set_top_level("\u{feff}image: web:1\nid: env_1\n", "image", "web:2"),
+            "\u{feff}image: web:2\nid: env_1\n"
         );
     }
 }

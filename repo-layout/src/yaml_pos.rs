@@ -17,21 +17,44 @@ pub struct SyntaxError {
     pub position: Position,
 }
 
+/// A mapping key set a second time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    /// Field path of the key (`resources.memory`).
+    pub path: String,
+    /// The key as written.
+    pub key: String,
+    /// Where the duplicate key is.
+    pub at: Position,
+    /// Where the first occurrence of the key is.
+    pub first: Position,
+}
+
+/// What the event-level parse finds: each field's key and value positions,
+/// and the duplicate keys.
+#[derive(Debug, Default)]
+struct Positions {
+    fields: HashMap<String, (Position, Position)>,
+    duplicates: Vec<Duplicate>,
+}
+
 /// Positions of every field in a document. A [`PositionIndex::lazy`] one
 /// parses its text on the first question: most files are never asked.
+/// Of a key set twice in a mapping, the first counts (as when the document
+/// is read into a value), and the duplicates are listed apart.
 #[derive(Debug, Default)]
 pub struct PositionIndex {
     text: String,
-    fields: std::cell::OnceCell<HashMap<String, (Position, Position)>>,
+    positions: std::cell::OnceCell<Positions>,
 }
 
 impl PositionIndex {
     /// Parses `text` and records the position of each field.
     pub fn build(text: &str) -> Result<Self, SyntaxError> {
-        let fields = parse(text)?;
+        let positions = parse(text)?;
         Ok(PositionIndex {
             text: String::new(),
-            fields: std::cell::OnceCell::from(fields),
+            positions: std::cell::OnceCell::from(positions),
         })
     }
 
@@ -39,13 +62,23 @@ impl PositionIndex {
     pub fn lazy(text: &str) -> Self {
         PositionIndex {
             text: text.to_string(),
-            fields: std::cell::OnceCell::new(),
+            positions: std::cell::OnceCell::new(),
         }
     }
 
-    fn fields(&self) -> &HashMap<String, (Position, Position)> {
-        self.fields
+    fn positions(&self) -> &Positions {
+        self.positions
             .get_or_init(|| parse(&self.text).unwrap_or_default())
+    }
+
+    fn fields(&self) -> &HashMap<String, (Position, Position)> {
+        &self.positions().fields
+    }
+
+    /// Every key set a second (third, ...) time in its mapping, in document
+    /// order. Keys inside a duplicate's value are not looked at.
+    pub fn duplicates(&self) -> &[Duplicate] {
+        &self.positions().duplicates
     }
 
     /// Position of the key of `path` (of its value for list items), or of its
@@ -84,8 +117,9 @@ impl PositionIndex {
     }
 }
 
-/// Every field's key and value positions, or the syntax error.
-fn parse(text: &str) -> Result<HashMap<String, (Position, Position)>, SyntaxError> {
+/// Every field's key and value positions and the duplicate keys, or the
+/// syntax error.
+fn parse(text: &str) -> Result<Positions, SyntaxError> {
     let mut builder = Builder::default();
     Parser::new_from_str(text)
         .load(&mut builder, false)
@@ -93,7 +127,7 @@ fn parse(text: &str) -> Result<HashMap<String, (Position, Position)>, SyntaxErro
             message: e.info().to_string(),
             position: position(e.marker()),
         })?;
-    Ok(builder.fields)
+    Ok(builder.positions)
 }
 
 fn position(marker: &Marker) -> Position {
@@ -112,53 +146,103 @@ pub fn join_key(parent: &str, key: &str) -> String {
     }
 }
 
+/// The key a mapping is reading the value of.
+struct Key {
+    text: String,
+    at: Position,
+    /// The mapping already has this key: its value is not indexed.
+    duplicate: bool,
+}
+
 enum Frame {
     Map {
         path: String,
-        key: Option<(String, Position)>,
+        key: Option<Key>,
+        /// Scalar keys seen so far, with their positions.
+        seen: HashMap<String, Position>,
+        /// Inside a duplicate's value: nothing is indexed.
+        ignored: bool,
     },
     Seq {
         path: String,
         next: usize,
+        ignored: bool,
     },
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    fields: HashMap<String, (Position, Position)>,
+    positions: Positions,
 }
 
 impl Builder {
-    /// Called at the start of every node; returns the node's path, or `None`
-    /// when the node is a mapping key.
-    fn enter(&mut self, key_text: Option<&str>, at: Position) -> Option<String> {
-        let (path, key_at) = match self.stack.last_mut() {
-            None => (String::new(), at),
+    /// Called at the start of every node; returns the node's path and
+    /// whether it is left out of the index (inside a duplicate's value), or
+    /// `None` when the node is a mapping key.
+    fn enter(&mut self, key_text: Option<&str>, at: Position) -> Option<(String, bool)> {
+        let (path, key_at, ignored) = match self.stack.last_mut() {
+            None => (String::new(), at, false),
             Some(Frame::Map {
                 key: key @ None,
                 path,
+                seen,
+                ignored,
             }) => {
-                *key = Some((key_text.unwrap_or("?").to_string(), at));
+                let duplicate = match key_text {
+                    Some(text) => match seen.get(text) {
+                        Some(first) => {
+                            if !*ignored {
+                                self.positions.duplicates.push(Duplicate {
+                                    path: join_key(path, text),
+                                    key: text.to_string(),
+                                    at,
+                                    first: *first,
+                                });
+                            }
+                            true
+                        }
+                        None => {
+                            seen.insert(text.to_string(), at);
+                            false
+                        }
+                    },
+                    None => false,
+                };
+                *key = Some(Key {
+                    text: key_text.unwrap_or("?").to_string(),
+                    at,
+                    duplicate,
+                });
                 // The parser marks a block mapping after its first key: start
                 // it at that key instead.
-                if let Some(map) = self.fields.get_mut(path.as_str()) {
-                    map.1 = map.1.min(at);
-                    map.0 = map.0.min(at);
+                if !*ignored {
+                    if let Some(map) = self.positions.fields.get_mut(path.as_str()) {
+                        map.1 = map.1.min(at);
+                        map.0 = map.0.min(at);
+                    }
                 }
                 return None;
             }
             Some(Frame::Map {
                 path,
-                key: Some((key, key_at)),
-            }) => (join_key(path, key), *key_at),
-            Some(Frame::Seq { path, next }) => {
+                key: Some(key),
+                ignored,
+                ..
+            }) => (join_key(path, &key.text), key.at, *ignored || key.duplicate),
+            Some(Frame::Seq {
+                path,
+                next,
+                ignored,
+            }) => {
                 *next += 1;
-                (format!("{path}[{}]", *next - 1), at)
+                (format!("{path}[{}]", *next - 1), at, *ignored)
             }
         };
-        self.fields.insert(path.clone(), (key_at, at));
-        Some(path)
+        if !ignored {
+            self.positions.fields.insert(path.clone(), (key_at, at));
+        }
+        Some((path, ignored))
     }
 
     /// A scalar or alias: a node that starts and ends at once.
@@ -183,12 +267,21 @@ impl MarkedEventReceiver for Builder {
             Event::Scalar(value, ..) => self.leaf(Some(&value), at),
             Event::Alias(_) => self.leaf(None, at),
             Event::MappingStart(..) => {
-                let path = self.enter(None, at).unwrap_or_else(|| "?".into());
-                self.stack.push(Frame::Map { path, key: None });
+                let (path, ignored) = self.enter(None, at).unwrap_or_else(|| ("?".into(), true));
+                self.stack.push(Frame::Map {
+                    path,
+                    key: None,
+                    seen: HashMap::new(),
+                    ignored,
+                });
             }
             Event::SequenceStart(..) => {
-                let path = self.enter(None, at).unwrap_or_else(|| "?".into());
-                self.stack.push(Frame::Seq { path, next: 0 });
+                let (path, ignored) = self.enter(None, at).unwrap_or_else(|| ("?".into(), true));
+                self.stack.push(Frame::Seq {
+                    path,
+                    next: 0,
+                    ignored,
+                });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 self.stack.pop();
@@ -216,6 +309,41 @@ mod tests {
             Position { line: 6, column: 3 }
         );
         assert_eq!(index.key("health.nope"), Position { line: 5, column: 1 });
+    }
+
+    #[test]
+    fn lists_duplicate_keys_and_indexes_the_first() {
+        let text = "id: a\nresources:\n  memory: 1Gi\n  memory:\n    x: 1\nid: b\nports:\n  - {name: a, name: b}\n";
+        let index = PositionIndex::build(text).expect("valid yaml");
+        let found: Vec<_> = index
+            .duplicates()
+            .iter()
+            .map(|d| (d.path.as_str(), d.at, d.first.line))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("resources.memory", Position { line: 4, column: 3 }, 3),
+                ("id", Position { line: 6, column: 1 }, 1),
+                (
+                    "ports[0].name",
+                    Position {
+                        line: 8,
+                        column: 15
+                    },
+                    8
+                ),
+            ]
+        );
+        assert_eq!(index.value("id"), Position { line: 1, column: 5 });
+        assert_eq!(
+            index.value("resources.memory"),
+            Position {
+                line: 3,
+                column: 11
+            }
+        );
+        assert!(!index.contains("resources.memory.x"));
     }
 
     #[test]

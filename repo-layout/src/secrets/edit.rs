@@ -184,8 +184,9 @@ pub fn write_file(root: &Path, rel: &str, text: &str) -> Result<(), EditError> {
 
 /// `vt.yaml`'s text with its `secrets:` section replaced by one naming
 /// `recipients` (appended when there is none). Everything else, comments
-/// included, stays as it was.
+/// included, stays as it was (a leading byte order mark too).
 pub fn set_config_recipients(text: &str, recipients: &[String]) -> String {
+    let (bom, text) = crate::parse::split_bom(text);
     let mut out = Vec::new();
     let mut skipping = false;
     for line in text.lines() {
@@ -202,8 +203,8 @@ pub fn set_config_recipients(text: &str, recipients: &[String]) -> String {
     while out.last().is_some_and(|l| l.trim().is_empty()) {
         out.pop();
     }
-    let mut text = out.join("\n");
-    if !text.is_empty() {
+    let mut text = format!("{bom}{}", out.join("\n"));
+    if !out.is_empty() {
         text.push('\n');
     }
     text.push_str("secrets:\n  recipients:\n");

@@ -207,7 +207,12 @@ pub fn check_files(c: &mut Checker<'_>, state: &DesiredState) {
     }
     for file in &state.secrets {
         let name = file.qualified();
-        if !state.envs.iter().any(|e| e.qualified() == name) {
+        let env_file = format!(
+            "orgs/{}/{}/{}/envs/{}.yaml",
+            file.org, file.project, file.app, file.env
+        );
+        // An env file that does not parse has its own diagnostic.
+        if !state.envs.iter().any(|e| e.qualified() == name) && !c.is_unreadable(&env_file) {
             c.file(
                 Code::DanglingReference,
                 &file.file,
@@ -294,6 +299,11 @@ pub fn resolve_versions(c: &mut Checker<'_>, state: &mut DesiredState) {
         let Some(spec) = env.effective.as_mut() else {
             continue;
         };
+        if file.is_none() && c.is_unreadable(&file_path) {
+            // The secrets file does not parse (its own diagnostic): what it
+            // holds is unknown.
+            continue;
+        }
         for secret in &mut spec.secrets {
             match file.and_then(|f| f.content.get(&secret.name)) {
                 Some(entry) => secret.version = entry.version,

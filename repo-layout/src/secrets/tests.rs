@@ -398,6 +398,14 @@ fn config_recipients_replace_the_secrets_section_only() {
         edit::set_config_recipients("version: 1", &["a".into()]),
         "version: 1\nsecrets:\n  recipients:\n    - a\n"
     );
+    // A byte order mark does not hide a first `secrets:` line, and stays.
+    assert_eq!(
+        edit::set_config_recipients(
+            "\u{feff}secrets:\n  recipients: [old]\nversion: 1\n",
+            &["a".into()]
+        ),
+        "\u{feff}version: 1\nsecrets:\n  recipients:\n    - a\n"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Integration tests of the desired-state repository crate, by concern.
 
 mod git;
+mod quotas;
 mod roundtrip;
 mod validation;
 

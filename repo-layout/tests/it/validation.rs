@@ -210,3 +210,158 @@ fn every_error_in_the_repo_is_reported_at_once() {
     ]);
     assert_eq!(found.len(), 4, "{found:?}");
 }
+
+#[test]
+fn duplicate_keys_at_their_own_line() {
+    let app = format!(
+        "id: {APP_ID}\nimage: web:1\nports:\n  - name: http\n    port: 8080\n    port: 8081\nimage: web:2\nresources: {{cpu: lots}}\n"
+    );
+    let loaded = load(&snapshot(
+        &[valid_files(), vec![(APP.into(), app)]].concat(),
+    ));
+    let found: Vec<_> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| (d.code, d.file.as_str(), d.line, d.column, d.path.as_str()))
+        .collect();
+    // Every duplicate, and the rest of the file still checked.
+    assert_eq!(
+        found,
+        [
+            (Code::DuplicateKey, APP, 6, 5, "ports[0].port"),
+            (Code::DuplicateKey, APP, 7, 1, "image"),
+            (Code::Quantity, APP, 8, 18, "resources.cpu"),
+        ]
+    );
+    assert_eq!(Code::DuplicateKey.as_str(), "E_DUPLICATE_KEY");
+    assert!(loaded.diagnostics[1].message.contains("first at line 2"));
+    // The first of the two is the one read.
+    let app = &loaded.state.apps[0];
+    assert_eq!(app.spec.image.as_deref(), Some("web:1"));
+}
+
+#[test]
+fn byte_order_mark() {
+    let env = format!("\u{feff}id: {ENV_ID}\ninstances: three\n");
+    assert_eq!(check(&[(ENV, Some(&env))]), one(Code::Type, ENV, 2));
+    let env = format!("\u{feff}id: {ENV_ID}\ninstances: 2\n");
+    let config = "\u{feff}version: 1\nregions:\n  - name: local\n";
+    assert_eq!(check(&[(ENV, Some(&env)), ("vt.yaml", Some(config))]), []);
+    let loaded = load(&snapshot(
+        &[
+            valid_files(),
+            vec![(ENV.into(), format!("\u{feff}instance: 2\nid: {ENV_ID}\n"))],
+        ]
+        .concat(),
+    ));
+    let d = &loaded.diagnostics[0];
+    assert_eq!(
+        (d.code, d.line, d.column, d.path.as_str()),
+        (Code::UnknownField, 1, 1, "instance")
+    );
+}
+
+#[test]
+fn children_of_a_file_that_does_not_parse() {
+    // The env names a region: with vt.yaml unreadable, it is not "undeclared".
+    let env = format!("id: {ENV_ID}\nregions: [eu-west]\n");
+    const ORG: &str = "orgs/acme/org.yaml";
+    const PRJ: &str = "orgs/acme/shop/project.yaml";
+    const SECRETS: &str = "orgs/acme/shop/web/envs/prod.secrets.yaml";
+    let broken = "id: [oops\nquotas: {}\n";
+    // Only the syntax error: no orphans, no missing image, no dangling secrets file.
+    for file in ["vt.yaml", ORG, PRJ, APP, ENV] {
+        let found = check(&[
+            (ENV, Some(&env)),
+            (file, Some(broken)),
+            (SECRETS, Some("secrets: []\n")),
+        ]);
+        assert_eq!(found.len(), 1, "{file}: {found:?}");
+        assert_eq!((found[0].0, found[0].1.as_str()), (Code::Syntax, file));
+        assert!(found[0].2 > 0, "{file}: at its line");
+    }
+    // Nor for a file that is not UTF-8.
+    let mut files = valid_files();
+    files.retain(|(p, _)| p != ORG);
+    let mut snap = snapshot(&files);
+    snap.files.insert(ORG.into(), vec![0xff, 0xfe, b'x']);
+    let found: Vec<_> = load(&snap)
+        .diagnostics
+        .into_iter()
+        .map(|d| (d.code, d.file))
+        .collect();
+    assert_eq!(found, [(Code::Syntax, ORG.to_string())]);
+    // An env referencing a secret whose secrets file does not parse: just the syntax error.
+    let app = format!("id: {APP_ID}\nimage: web:1\nsecrets:\n  - {{name: db, path: /run/db}}\n");
+    assert_eq!(
+        check(&[(APP, Some(&app)), (SECRETS, Some(broken))]),
+        one(Code::Syntax, SECRETS, 2)
+    );
+    // A parent that is really missing is still reported.
+    assert_eq!(check(&[(ORG, None)]), one(Code::DanglingReference, PRJ, 0));
+}
+
+#[test]
+fn quantity_overflow() {
+    // 2^62 bytes × 4 instances is 2^64: it used to wrap to 0 and pass any quota.
+    let app = format!("id: {APP_ID}\nimage: web:1\nresources:\n  memory: 4611686018427387904\n");
+    let env = format!("id: {ENV_ID}\ninstances: 4\n");
+    let org = format!("id: {ORG_ID}\nquotas:\n  max_memory: 1Gi\n");
+    let expected = one(Code::QuantityOverflow, APP, 4);
+    assert_eq!(check(&[(APP, Some(&app)), (ENV, Some(&env))]), expected);
+    assert_eq!(
+        check(&[
+            (APP, Some(&app)),
+            (ENV, Some(&env)),
+            ("orgs/acme/org.yaml", Some(&org))
+        ]),
+        expected
+    );
+    let loaded = load(&snapshot(
+        &[
+            valid_files(),
+            vec![(APP.into(), app.clone()), (ENV.into(), env)],
+        ]
+        .concat(),
+    ));
+    let d = &loaded.diagnostics[0];
+    assert_eq!(
+        (d.code.as_str(), d.path.as_str()),
+        ("E_QUANTITY_OVERFLOW", "resources.memory")
+    );
+    assert!(d.message.contains("does not fit"), "{}", d.message);
+    // Set in the env file: reported there. 2^62 × 3 fits, a second env does not.
+    let env = format!("id: {ENV_ID}\ninstances: 3\nresources: {{memory: 4611686018427387904}}\n");
+    assert_eq!(check(&[(ENV, Some(&env))]), []);
+    let other = "env_01jdq0000000000000000000bb";
+    let staging = "orgs/acme/shop/web/envs/staging.yaml";
+    let second = format!("id: {other}\nresources: {{memory: 4611686018427387904}}\n");
+    assert_eq!(
+        check(&[(ENV, Some(&env)), (staging, Some(&second))]),
+        one(Code::QuantityOverflow, staging, 2)
+    );
+}
+
+#[test]
+fn quantities_that_do_not_fit_their_type() {
+    let app = format!(
+        "id: {APP_ID}\nimage: web:1\nresources:\n  memory: 99999999999Ti\n  cpu: 99999999999\nvolumes:\n  - {{name: data, mount: /data, size: 18446744073709551616}}\nhealth: {{interval: 99999999999999999999ms}}\nports: [{{name: http, port: 80}}]\n"
+    );
+    let loaded = load(&snapshot(
+        &[valid_files(), vec![(APP.into(), app)]].concat(),
+    ));
+    let found: Vec<_> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| (d.code, d.line, d.message.contains("too large")))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (Code::Quantity, 4, true),
+            (Code::Quantity, 5, true),
+            (Code::Quantity, 7, true),
+            (Code::Quantity, 8, true),
+        ]
+    );
+}
