@@ -8,11 +8,13 @@
 mod support;
 
 mod auth;
+mod backoff;
 mod deploy;
 mod dev;
 mod diff;
 mod edge;
 mod faults;
+mod git_history;
 mod host_loss;
 mod isolation;
 mod microvm;

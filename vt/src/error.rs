@@ -76,6 +76,48 @@ impl CliError {
     }
 }
 
+impl CliError {
+    /// A command line clap refused (`E_USAGE`, exit 2): clap's message
+    /// (without "error: " or colours) and, as the hint, its tips, the usage
+    /// of `command` (the subcommand the words name, built) and where to read
+    /// more.
+    pub fn usage(error: &clap::Error, command: &clap::Command) -> Self {
+        let rendered = error.render().to_string();
+        let mut message = Vec::new();
+        let mut tips = Vec::new();
+        for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if line.starts_with("Usage:") {
+                // The usage and what follows it (a help text's commands).
+                break;
+            } else if let Some(tip) = line.strip_prefix("tip:") {
+                tips.push(tip.trim().to_string());
+            } else if !line.starts_with("For more information") {
+                message.push(
+                    line.strip_prefix("error:")
+                        .unwrap_or(line)
+                        .trim()
+                        .to_string(),
+                );
+            }
+        }
+        // A bare `vt org` prints its help on stderr: there is no message to
+        // take (VT_OUTPUT counts as an argument, so it is a clap error then).
+        let message = if error.kind()
+            == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            || message.is_empty()
+        {
+            "a subcommand is required".to_string()
+        } else {
+            message.join(" ")
+        };
+        let name = command.get_bin_name().unwrap_or("vt");
+        let mut hint = tips;
+        hint.push(command.clone().render_usage().to_string());
+        hint.push(format!("see `{name} --help`"));
+        CliError::new(Exit::Usage, "E_USAGE", message).hint(hint.join("; "))
+    }
+}
+
 /// Joins an error with its `source()` chain: "cannot read x: permission denied".
 pub use vt_fleet::controller::error_chain as chain;
 

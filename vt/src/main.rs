@@ -18,7 +18,7 @@ use cli::{
 };
 use client::Client;
 use commands::{fleet, observe};
-use error::CliError;
+use error::{CliError, Exit};
 use std::process::ExitCode;
 
 fn run(cli: &Cli) -> Result<(), CliError> {
@@ -264,9 +264,49 @@ fn api_client(api: &cli::Api) -> Result<Client, CliError> {
     Client::new(api.controller.as_deref(), api.token.as_deref())
 }
 
+/// A command line clap refused: help and version as clap prints them (exit
+/// 0); errors as clap prints them in text mode, or as a `E_USAGE` error in
+/// the JSON/YAML the command line asked for; exit 2 either way.
+fn refused(error: &clap::Error) -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let env = std::env::var("VT_OUTPUT").ok();
+    let format = output::requested_format(&args, env.as_deref());
+    if !error.use_stderr() || format == cli::Output::Text {
+        // Help and version go to stdout and exit 0; errors to stderr, exit 2.
+        let _ = error.print();
+        return if error.use_stderr() {
+            ExitCode::from(Exit::Usage as u8)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    output::print_error(format, &CliError::usage(error, &named_command(&args)));
+    ExitCode::from(Exit::Usage as u8)
+}
+
+/// The (sub)command the words of a command line name (`vt fleet run`), for
+/// its usage line: each word naming a subcommand of the one before descends.
+fn named_command(args: &[std::ffi::OsString]) -> clap::Command {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    command.build();
+    for word in args.iter().skip(1) {
+        if word == "--" {
+            break;
+        }
+        if let Some(sub) = command.find_subcommand(word) {
+            command = sub.clone();
+        }
+    }
+    command
+}
+
 fn main() -> ExitCode {
     telemetry::init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return refused(&e),
+    };
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -158,6 +158,56 @@ pub fn diagnostics_text(diagnostics: &[vt_repo::Diagnostic], style: Style) -> St
     out
 }
 
+/// Short options whose value may follow them in the same word (`-ojson`,
+/// `-Cdir`, `-mtext`), so a cluster of short flags ends at them.
+const SHORTS_WITH_VALUE: [char; 3] = ['o', 'C', 'm'];
+
+/// The output format a command line asks for, read from its words when clap
+/// refused it: the last `-o F`, `-oF`, `-o=F`, `--output F` or `--output=F`
+/// (also at the end of a cluster like `-fo json`) before `--`, else `env`
+/// (`VT_OUTPUT`), else text. An unknown format is text.
+pub fn requested_format<S: AsRef<std::ffi::OsStr>>(args: &[S], env: Option<&str>) -> Output {
+    use clap::ValueEnum;
+    let mut chosen: Option<String> = None;
+    let mut words = args.iter().map(|a| a.as_ref().to_string_lossy());
+    while let Some(word) = words.next() {
+        if word == "--" {
+            break;
+        }
+        if let Some(long) = word.strip_prefix("--") {
+            if long == "output" {
+                chosen = words.next().map(|w| w.into_owned());
+            } else if let Some(value) = long.strip_prefix("output=") {
+                chosen = Some(value.to_string());
+            }
+            continue;
+        }
+        let Some(cluster) = word.strip_prefix('-') else {
+            continue;
+        };
+        for (at, c) in cluster.char_indices() {
+            if !SHORTS_WITH_VALUE.contains(&c) {
+                continue;
+            }
+            if c == 'o' {
+                let rest = &cluster[at + 1..];
+                let rest = rest.strip_prefix('=').unwrap_or(rest);
+                chosen = if rest.is_empty() {
+                    words.next().map(|w| w.into_owned())
+                } else {
+                    Some(rest.to_string())
+                };
+            }
+            break;
+        }
+    }
+    chosen
+        .as_deref()
+        .or(env)
+        .and_then(|f| Output::from_str(f, false).ok())
+        .unwrap_or(Output::Text)
+}
+
 /// Prints an error: text on stderr, or JSON/YAML on stdout.
 pub fn print_error(format: Output, error: &CliError) {
     if format != Output::Text {
@@ -175,4 +225,35 @@ pub fn print_error(format: Output, error: &CliError) {
         out.push_str(&format!("  {} {hint}\n", style.dim("hint:")));
     }
     let _ = std::io::stderr().write_all(out.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_format_is_read_from_the_words_clap_refused() {
+        let f = |line: &str, env: Option<&str>| {
+            requested_format(&line.split_whitespace().collect::<Vec<_>>(), env)
+        };
+        assert_eq!(f("vt scale web -o json --instances -1", None), Output::Json);
+        assert_eq!(f("vt status --output yaml --bogus", None), Output::Yaml);
+        assert_eq!(f("vt status --output=json --bogus", None), Output::Json);
+        assert_eq!(f("vt status -ojson --bogus", None), Output::Json);
+        assert_eq!(f("vt status -o=yaml --bogus", None), Output::Yaml);
+        assert_eq!(f("vt events -fo json --bogus", None), Output::Json);
+        assert_eq!(f("vt events -fojson --bogus", None), Output::Json);
+        assert_eq!(f("vt -C dir -o json x", None), Output::Json);
+        assert_eq!(f("vt -Codir x", None), Output::Text, "`odir` is -C's value");
+        assert_eq!(
+            f("vt -o json -o text x", None),
+            Output::Text,
+            "the last one"
+        );
+        assert_eq!(f("vt exec web -- cat -o json", None), Output::Text);
+        assert_eq!(f("vt status --bogus", Some("json")), Output::Json);
+        assert_eq!(f("vt status -o text --bogus", Some("json")), Output::Text);
+        assert_eq!(f("vt status -o xml --bogus", None), Output::Text);
+        assert_eq!(f("vt status -o", None), Output::Text);
+    }
 }

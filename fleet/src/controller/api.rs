@@ -173,11 +173,9 @@ async fn status(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<AppQuery>,
 ) -> ApiResult<views::StatusView> {
-    Ok(Json(views::status(
-        &shared.lock(),
-        q.app.as_deref(),
-        q.env.as_deref(),
-    )))
+    let mut view = views::status(&shared.lock(), q.app.as_deref(), q.env.as_deref());
+    view.source = Some(shared.source_view());
+    Ok(Json(view))
 }
 
 async fn describe(

@@ -6,9 +6,10 @@
 
 use crate::controller::core::{Config, Controller};
 use crate::controller::events::{kind, Event};
-use crate::controller::git_source::{GitSource, GitSourceError, Location};
+use crate::controller::git_source::{self, GitSource, GitSourceError, Location};
 use crate::controller::setup::{self, Keys, Settings, SetupError, STATE_FILE};
 use crate::controller::store::{Store, StoreError};
+use crate::controller::views::SourceView;
 use crate::controller::{api, sessions};
 use crate::plan::Millis;
 use std::path::{Path, PathBuf};
@@ -74,6 +75,8 @@ pub struct Shared {
     pub state_dir: PathBuf,
     /// The fleet's age identities, for secrets ([`crate::controller::delivery`]).
     pub keyring: std::sync::RwLock<vt_repo::secrets::Keyring>,
+    /// The tracked branch as the git task last found it, for `vt status`.
+    pub source: Mutex<SourceView>,
 }
 
 impl Shared {
@@ -81,6 +84,14 @@ impl Shared {
     /// is consistent between calls).
     pub fn lock(&self) -> MutexGuard<'_, Controller> {
         self.controller.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tracked branch as the git task last found it.
+    pub fn source_view(&self) -> SourceView {
+        self.source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Flushes the controller's changes, publishes the events and wakes sessions.
@@ -175,6 +186,7 @@ pub async fn run(
         settings: settings.clone(),
         state_dir: state_dir.to_path_buf(),
         keyring: std::sync::RwLock::new(keyring),
+        source: Mutex::new(source_view(&source)),
     });
     let enroller = Arc::new(crate::wire::Enroller::new(
         ca,
@@ -210,7 +222,19 @@ async fn tick_task(shared: Arc<Shared>) {
     }
 }
 
-/// Watches the repository and applies each new head commit.
+/// What `vt status` shows of a source.
+fn source_view(source: &GitSource) -> SourceView {
+    let state = source.state();
+    SourceView {
+        location: git_source::redacted(&source.location().to_string()),
+        branch: source.branch().to_string(),
+        head: state.head.clone(),
+        missing_since: state.missing_since,
+    }
+}
+
+/// Watches the repository and applies each new head commit; records what
+/// the branch did besides moving forward (rewound, missing, restored).
 async fn git_task(shared: Arc<Shared>, source: GitSource) {
     let source = Arc::new(Mutex::new(source));
     let _watcher = watch_local(&shared, &source);
@@ -228,23 +252,48 @@ async fn git_task(shared: Arc<Shared>, source: GitSource) {
         let src = source.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut src = src.lock().unwrap_or_else(|p| p.into_inner());
-            let head = src.refresh()?;
-            let snapshot = src.snapshot(&head.sha)?;
-            Ok::<_, GitSourceError>((head, snapshot))
+            let refreshed = src.refresh(now())?;
+            let snapshot = match &refreshed.head {
+                Some(head) => Some(src.snapshot(&head.sha)?),
+                None => None,
+            };
+            Ok::<_, GitSourceError>((refreshed, snapshot, source_view(&src)))
         })
         .await;
         let wait = match result {
-            Ok(Ok((head, snapshot))) => {
+            Ok(Ok((refreshed, snapshot, view))) => {
                 backoff = 0;
                 last_error.clear();
-                let mut controller = shared.lock();
-                if controller.meta().last_seen.as_deref() != Some(head.sha.as_str()) {
-                    let mut loaded = vt_repo::load(&snapshot);
-                    crate::controller::delivery::check_commit(&shared, &mut loaded);
-                    let outcome = controller.apply_commit(&head, &loaded, now());
-                    info!(commit = %head.sha, ?outcome, "applied commit");
-                    controller.tick(now());
-                    shared.commit(&mut controller);
+                *shared.source.lock().unwrap_or_else(|p| p.into_inner()) = view;
+                {
+                    let mut controller = shared.lock();
+                    let mut changed = !refreshed.changes.is_empty();
+                    for change in &refreshed.changes {
+                        controller.record(change.event(&shared.settings.branch, now()));
+                    }
+                    if let (Some(head), Some(snapshot)) = (refreshed.head, snapshot) {
+                        if controller.meta().last_seen.as_deref() != Some(head.sha.as_str()) {
+                            let mut loaded = vt_repo::load(&snapshot);
+                            crate::controller::delivery::check_commit(&shared, &mut loaded);
+                            let outcome = controller.apply_commit(&head, &loaded, now());
+                            info!(commit = %head.sha, ?outcome, "applied commit");
+                            controller.tick(now());
+                            changed = true;
+                        }
+                    }
+                    if changed {
+                        shared.commit(&mut controller);
+                    }
+                }
+                // After the events are stored: a crash in between repeats
+                // them rather than losing them.
+                let src = source.clone();
+                let saved = tokio::task::spawn_blocking(move || {
+                    src.lock().unwrap_or_else(|p| p.into_inner()).save_state()
+                })
+                .await;
+                if let Ok(Err(e)) = saved {
+                    warn!(error = %crate::controller::error_chain(&e), "cannot keep the branch state");
                 }
                 Duration::from_millis(interval)
             }

@@ -16,6 +16,13 @@ pub mod kind {
     pub const COMMIT_REJECTED: &str = "commit.rejected";
     /// The git source could not be read (unreachable remote, ...).
     pub const SOURCE_FAILED: &str = "source.failed";
+    /// The tracked branch moved to a commit that does not contain its
+    /// previous head (a force-push or a reset).
+    pub const COMMIT_REWOUND: &str = "commit.rewound";
+    /// The tracked branch disappeared: nothing deploys until it returns.
+    pub const BRANCH_MISSING: &str = "branch.missing";
+    /// The tracked branch exists again.
+    pub const BRANCH_RESTORED: &str = "branch.restored";
     /// A new release of an (app, env).
     pub const RELEASE_CREATED: &str = "release.created";
     /// An (app, env) was removed from the repository.
@@ -64,7 +71,13 @@ pub mod kind {
     pub const EDGE_CONNECTED: &str = "edge.connected";
     /// An edge's session ended.
     pub const EDGE_DISCONNECTED: &str = "edge.disconnected";
+    /// A place's instances failed before becoming healthy: it backs off.
+    pub const INSTANCE_BACKOFF: &str = "instance.backoff";
 }
+
+/// Repeats of an event within this long of its last occurrence are counted
+/// on it rather than recorded anew.
+pub const AGGREGATE_WINDOW: Millis = 10 * 60 * 1_000;
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,9 +110,40 @@ pub struct Event {
     pub host: Option<String>,
     /// For people.
     pub message: String,
+    /// Why, without the IDs and counters of the message: events of one kind
+    /// and object with the same reason are repeats ([`Event::aggregation_key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How many times it happened (repeats within [`AGGREGATE_WINDOW`] of
+    /// each other count here; `time` is the last one).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: u32,
+    /// When it first happened, for a repeated event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_time: Option<Millis>,
     /// Structured details.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub fields: Value,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+/// What makes two events repeats of each other: see [`Event::aggregation_key`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AggregationKey {
+    kind: String,
+    app: Option<String>,
+    env: Option<String>,
+    release: Option<u64>,
+    host: Option<String>,
+    instance: Option<String>,
+    reason: String,
 }
 
 impl Event {
@@ -117,7 +161,52 @@ impl Event {
             instance: None,
             host: None,
             message: message.into(),
+            reason: None,
+            count: 1,
+            first_time: None,
             fields: Value::Null,
+        }
+    }
+
+    /// Sets the reason: what repeats of this event share (see
+    /// [`Event::aggregation_key`]).
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// For an event about an instance that is part of a failure loop (its
+    /// place backs off): its reason is the message without the instance ID,
+    /// so the loop's instances, which come and go for the same cause, make
+    /// one event with a count.
+    pub fn across_instances(mut self, loop_member: bool) -> Self {
+        if loop_member && self.reason.is_none() {
+            if let Some(id) = &self.instance {
+                self.reason = Some(self.message.replace(id.as_str(), "…"));
+            }
+        }
+        self
+    }
+
+    /// Kind, workload, release, host, object and reason: events with the
+    /// same key are repeats, as Kubernetes aggregates events by object and
+    /// reason. The object is the instance, unless the event has an explicit
+    /// reason ([`Event::reason`], [`Event::across_instances`]): then it is
+    /// the workload, so a failure whose instances differ each time is still
+    /// one event.
+    pub fn aggregation_key(&self) -> AggregationKey {
+        let (instance, reason) = match &self.reason {
+            Some(r) => (None, r.clone()),
+            None => (self.instance.clone(), self.message.clone()),
+        };
+        AggregationKey {
+            kind: self.kind.clone(),
+            app: self.app.clone(),
+            env: self.env.clone(),
+            release: self.release,
+            host: self.host.clone(),
+            instance,
+            reason,
         }
     }
 
@@ -274,6 +363,64 @@ mod tests {
             },
         )]);
         assert_eq!(expired(&events, &policies, 100), [1, 2]);
+    }
+
+    #[test]
+    fn repeats_share_a_key_per_object_and_a_failure_loop_across_instances() {
+        let failed = |id: &str, host: &str, why: &str| {
+            Event::new(
+                kind::INSTANCE_PHASE,
+                0,
+                format!("instance {id} on {host}: starting → failed: {why}"),
+            )
+            .for_workload("acme/shop/web/prod")
+            .release(2)
+            .instance(id)
+            .host(host)
+        };
+        let a = failed("ins_000001", "h1", "not found");
+        // Two instances are two objects, unless they are one failure loop.
+        assert_ne!(
+            a.aggregation_key(),
+            failed("ins_000002", "h1", "not found").aggregation_key()
+        );
+        assert_eq!(a.aggregation_key(), a.clone().aggregation_key());
+        let looping = |e: Event| e.across_instances(true).aggregation_key();
+        assert_eq!(
+            looping(a.clone()),
+            looping(failed("ins_000002", "h1", "not found"))
+        );
+        assert_ne!(
+            looping(a.clone()),
+            looping(failed("ins_000002", "h1", "timeout"))
+        );
+        assert_ne!(
+            looping(a.clone()),
+            looping(failed("ins_000001", "h2", "not found"))
+        );
+        let crashed = |n: u32| {
+            Event::new(kind::INSTANCE_CRASHED, 0, format!("crashed (restart {n})")).reason("exit 1")
+        };
+        assert_eq!(crashed(1).aggregation_key(), crashed(2).aggregation_key());
+    }
+
+    #[test]
+    fn a_single_event_serializes_without_count_and_a_repeat_with_it() {
+        let e = Event::new(kind::HOST_LOST, 5, "x");
+        let json = serde_json::to_value(&e).unwrap_or_default();
+        assert!(json.get("count").is_none() && json.get("first_time").is_none());
+        let back: Event = serde_json::from_value(json).unwrap_or_else(|_| e.clone());
+        assert_eq!(back.count, 1);
+        let repeated = Event {
+            count: 3,
+            first_time: Some(1),
+            ..e
+        };
+        let json = serde_json::to_value(&repeated).unwrap_or_default();
+        assert_eq!(
+            (json["count"].as_u64(), json["first_time"].as_u64()),
+            (Some(3), Some(1))
+        );
     }
 
     #[test]

@@ -277,9 +277,10 @@ struct Usage {
 
 impl Usage {
     fn add(&mut self, i: &crate::plan::Instance) {
-        self.instances += 1;
-        self.cpu += u64::from(i.cpu);
-        self.memory += i.memory;
+        // Saturating: a sum past u64 is over any quota, never a wrap.
+        self.instances = self.instances.saturating_add(1);
+        self.cpu = self.cpu.saturating_add(u64::from(i.cpu));
+        self.memory = self.memory.saturating_add(i.memory);
     }
 }
 
@@ -415,6 +416,12 @@ fn focused(
             .volumes
             .iter()
             .filter(|v| focus.contains(&v.key))
+            .cloned()
+            .collect(),
+        backoffs: observed
+            .backoffs
+            .iter()
+            .filter(|b| focus.contains(&b.key))
             .cloned()
             .collect(),
     };
@@ -594,18 +601,27 @@ fn follow_waves(
                     count,
                     reason,
                     ..
-                } => {
-                    let w = format!("{workload}: no capacity in region {region} for {count} instance(s): {reason}");
-                    if warned.insert(w.clone()) {
-                        out.warnings.push(w);
-                    }
-                }
-                Action::Waiting { region, reason, .. } => {
-                    let w = format!("{workload}: waits in region {region}: {reason}");
-                    if warned.insert(w.clone()) {
-                        out.warnings.push(w);
-                    }
-                }
+                } => warn_once(
+                    out,
+                    &mut warned,
+                    format!("{workload}: no capacity in region {region} for {count} instance(s): {reason}"),
+                ),
+                Action::Waiting { region, reason, .. } => warn_once(
+                    out,
+                    &mut warned,
+                    format!("{workload}: waits in region {region}: {reason}"),
+                ),
+                Action::BackingOff {
+                    region,
+                    release,
+                    failures,
+                    reason,
+                    ..
+                } => warn_once(
+                    out,
+                    &mut warned,
+                    format!("{workload}: release {release} backs off in region {region} after {failures} failure(s): {reason}"),
+                ),
                 Action::RolloutStarted { .. }
                 | Action::RolloutProgressed { .. }
                 | Action::RolloutCompleted { .. }
@@ -633,12 +649,20 @@ fn follow_waves(
     }
 }
 
+/// Adds a warning, unless the same one was given before.
+fn warn_once(out: &mut Preview, warned: &mut BTreeSet<String>, warning: String) {
+    if warned.insert(warning.clone()) {
+        out.warnings.push(warning);
+    }
+}
+
 fn action_key(action: &Action) -> &WorkloadKey {
     match action {
         Action::Start { key, .. }
         | Action::Stop { key, .. }
         | Action::Unplaceable { key, .. }
         | Action::Waiting { key, .. }
+        | Action::BackingOff { key, .. }
         | Action::RolloutStarted { key, .. }
         | Action::RolloutProgressed { key, .. }
         | Action::RolloutCompleted { key, .. }

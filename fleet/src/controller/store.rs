@@ -72,6 +72,14 @@ impl Batch {
         self.events.push(event);
     }
 
+    /// Takes back an event of this batch, if it is one; `false` when it is
+    /// not here (it was written by an earlier batch).
+    pub fn unsend_event(&mut self, seq: u64) -> bool {
+        let before = self.events.len();
+        self.events.retain(|e| e.seq != seq);
+        self.events.len() != before
+    }
+
     /// Deletes events by sequence number.
     pub fn expire(&mut self, seqs: Vec<u64>) {
         self.expired.extend(seqs);

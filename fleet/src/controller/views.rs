@@ -5,7 +5,7 @@
 use crate::controller::core::{Controller, HostRecord, InstanceRecord, Pending};
 use crate::controller::releases::{CommitInfo, Release};
 use crate::controller::store::StoreError;
-use crate::plan::{HostStatus, Millis, Phase, RolloutState, RolloutStatus, WorkloadKey};
+use crate::plan::{Backoff, HostStatus, Millis, Phase, RolloutState, RolloutStatus, WorkloadKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use vt_repo::{EffectiveSpec, FieldChange};
@@ -80,6 +80,10 @@ pub struct WorkloadStatus {
     /// Why parts are not placed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<Pending>,
+    /// Places whose instances of the desired release keep failing before
+    /// they become healthy, with their next try.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backoffs: Vec<Backoff>,
 }
 
 /// `GET /v1/status`.
@@ -91,6 +95,27 @@ pub struct StatusView {
     pub last_seen: Option<String>,
     /// Every workload.
     pub workloads: Vec<WorkloadStatus>,
+    /// Where desired states come from, as the git task last found it (the
+    /// daemon fills it in; [`status`] leaves it empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceView>,
+}
+
+/// The tracked branch, for `vt status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceView {
+    /// The repository (a URL's credentials replaced by `***`), or
+    /// `worktree:PATH`.
+    pub location: String,
+    /// The tracked branch.
+    pub branch: String,
+    /// Its head commit as last read (kept while the branch is missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// Since when the branch is missing: nothing deploys until it returns,
+    /// and the last good commit keeps running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_since: Option<Millis>,
 }
 
 /// `GET /v1/describe`: desired vs current, field by field.
@@ -181,6 +206,11 @@ fn status_of(c: &Controller, release: &Release, active: bool) -> WorkloadStatus 
             .filter(|r| r.release == release.number)
             .cloned(),
         pending: c.pending(&release.key).to_vec(),
+        backoffs: c
+            .backoffs_of(&release.key, release.number)
+            .into_iter()
+            .cloned()
+            .collect(),
     }
 }
 
@@ -196,6 +226,7 @@ pub fn status(c: &Controller, app: Option<&str>, env: Option<&str>) -> StatusVie
         commit: c.meta().last_good.clone(),
         last_seen: c.meta().last_seen.clone(),
         workloads,
+        source: None,
     }
 }
 

@@ -39,9 +39,15 @@
 //!   new ones become healthy. A slot's volumes attach to one instance at a time,
 //!   so a workload with volumes is replaced slot by slot, stop before start,
 //!   with at least one slot allowed down (`max(max_unavailable, 1)`).
+//! - **Backoff.** A place (volume slot, or a stateless workload's region)
+//!   whose instances of the release failed before becoming healthy has a
+//!   [`Backoff`] record; its starts wait until [`backoff::retry_at`] (1 s
+//!   doubling to 5 minutes, with jitter), reported as
+//!   [`Action::BackingOff`], in rollouts and repairs alike.
 //! - **Progress deadline.** A rollout in which no further instance of the new
 //!   release became healthy for `progress_deadline` halts (the reason counts
-//!   the instances still starting). A halted workload makes no rollout
+//!   the instances still starting, and the last failure of a place that
+//!   backs off). A halted workload makes no rollout
 //!   progress: no instance of the release starts beyond those it has, no old
 //!   instance stops for the rollout; old instances keep serving. It still
 //!   repairs: instances on lost hosts are stopped; lost instances of the
@@ -51,11 +57,12 @@
 //!   the surge). Failed instances of the release are not retried while an
 //!   older release serves; where none does (a first deploy, an immediate
 //!   rollout), the release keeps filling its places, a place whose instance
-//!   failed waiting 5 minutes. With volumes, an empty slot gets the release of
+//!   failed waiting for its backoff (5 minutes without a backoff record). With volumes, an empty slot gets the release of
 //!   its last instance again if that one failed or was lost. A halted rollout
 //!   whose release completes, or that makes progress again (more healthy
 //!   instances than recorded), completes or rolls on.
 
+pub mod backoff;
 mod observe;
 mod replicas;
 mod rollout;
@@ -246,6 +253,33 @@ pub struct VolumePlacement {
     pub host: String,
 }
 
+/// A place whose instances of one release keep failing before they become
+/// healthy: one volume slot, or one region of a stateless workload. The
+/// controller keeps it from the hosts' reports (a failure adds to it, a
+/// healthy instance of the place removes it); the planner holds the place's
+/// starts until [`backoff::retry_at`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    /// Workload.
+    pub key: WorkloadKey,
+    /// Release whose instances fail; a record of an older release is ignored.
+    pub release: u64,
+    /// Region of the place.
+    pub region: String,
+    /// Volume slot; `None` for a stateless workload's region.
+    pub slot: Option<u32>,
+    /// Failures in a row, in-place restarts by the host included.
+    pub failures: u32,
+    /// Retry rounds that failed: instances the controller started after the
+    /// previous failure and that failed (the delay's exponent); instances of
+    /// one round failing together count once.
+    pub rounds: u32,
+    /// When the last instance of the place failed.
+    pub last_failure: Millis,
+    /// The host's reason for the last failure.
+    pub reason: String,
+}
+
 /// What the controller knows of the fleet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observed {
@@ -260,6 +294,9 @@ pub struct Observed {
     /// missing here is located by the instance with the greatest ID that used
     /// it, so instance IDs must be minted in increasing order (ULIDs are).
     pub volumes: Vec<VolumePlacement>,
+    /// Places backing off after failures.
+    #[serde(default)]
+    pub backoffs: Vec<Backoff>,
 }
 
 /// A decision of the planner. `reason`s are for people; the fields are for the controller.
@@ -319,6 +356,26 @@ pub enum Action {
         /// Volume slot waited on, if any.
         slot: Option<u32>,
         /// What it waits for.
+        reason: String,
+    },
+    /// A place's instances of `release` keep failing before they become
+    /// healthy: its next start waits until `retry_at`.
+    BackingOff {
+        /// Workload.
+        key: WorkloadKey,
+        /// Release that fails.
+        release: u64,
+        /// Region.
+        region: String,
+        /// Volume slot, for a workload with volumes.
+        slot: Option<u32>,
+        /// Instances that would start, held back.
+        count: u32,
+        /// Failures in a row.
+        failures: u32,
+        /// When the place may start again.
+        retry_at: Millis,
+        /// The last failure.
         reason: String,
     },
     /// A rollout of `release` begins; record a [`RolloutState`].
@@ -399,7 +456,8 @@ impl Action {
 /// their lists (given unique IDs; of duplicates, the first counts).
 /// Actions come grouped by workload (in key order), after stops of instances
 /// whose workload is no longer desired: `RolloutStarted`, then stops, starts,
-/// `Unplaceable` and `Waiting`, then the rollout's progress, completion or halt.
+/// `Unplaceable`, `BackingOff` and `Waiting`, then the rollout's progress,
+/// completion or halt.
 pub fn plan(desired: &Desired, observed: &Observed, now: Millis) -> Vec<Action> {
     let index = Index::new(observed);
     let mut ledger = Ledger::new(&index, observed, now);
@@ -430,10 +488,11 @@ pub fn plan(desired: &Desired, observed: &Observed, now: Millis) -> Vec<Action> 
             .map(|region| replicas::plan_region(w, region, &index))
             .collect();
         let progress = rollout::Progress {
-            healthy: plans.iter().map(|p| p.healthy).sum(),
-            starting: plans.iter().map(|p| p.starting).sum(),
+            healthy: plans.iter().fold(0, |n, p| n.saturating_add(p.healthy)),
+            starting: plans.iter().fold(0, |n, p| n.saturating_add(p.starting)),
             wanted: w.spec.instances.saturating_mul(len_u32(regions.len())),
             complete: dropped.is_empty() && plans.iter().all(|p| p.satisfied),
+            last_failure: index.last_failure(&w.key, w.release),
         };
         let gate = rollout::advance(w, state, &progress, now);
         if gate.mode == rollout::Mode::Repair {
@@ -443,6 +502,9 @@ pub fn plan(desired: &Desired, observed: &Observed, now: Millis) -> Vec<Action> 
                 .iter()
                 .map(|region| replicas::repair_region(w, region, &index, now))
                 .collect();
+        }
+        for p in &mut plans {
+            replicas::hold_failing(w, p, &index, now);
         }
         let mut stops = Vec::new();
         let dropped = dropped.into_iter().map(|inst| {
@@ -579,6 +641,16 @@ fn place_region<'a>(
                 reason,
             }),
     );
+    out.extend(p.held.iter().map(|&(b, count)| Action::BackingOff {
+        key: w.key.clone(),
+        release: b.release,
+        region: p.region.to_string(),
+        slot: b.slot,
+        count,
+        failures: b.failures,
+        retry_at: backoff::retry_at(b),
+        reason: b.reason.clone(),
+    }));
     out.extend(
         p.waits
             .iter()

@@ -1,7 +1,8 @@
 //! Lookups over [`Observed`]: hosts by ID, instances by workload, volume
 //! locations and rollout records, each in a deterministic order.
 
-use super::{Host, HostStatus, Instance, Observed, RolloutState, WorkloadKey};
+use super::backoff::place_of;
+use super::{Backoff, Host, HostStatus, Instance, Observed, RolloutState, WorkloadKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Volume slots are keyed by workload, region and slot number.
@@ -23,6 +24,7 @@ pub(super) struct Index<'a> {
     instances: BTreeMap<&'a WorkloadKey, Vec<&'a Instance>>,
     volumes: BTreeMap<SlotKey<'a>, &'a str>,
     rollouts: BTreeMap<(&'a WorkloadKey, u64), &'a RolloutState>,
+    backoffs: BTreeMap<(&'a WorkloadKey, &'a str, Option<u32>), &'a Backoff>,
 }
 
 impl<'a> Index<'a> {
@@ -72,7 +74,12 @@ impl<'a> Index<'a> {
         for r in &observed.rollouts {
             rollouts.entry((&r.key, r.release)).or_insert(r);
         }
+        let mut backoffs = BTreeMap::new();
+        for b in &observed.backoffs {
+            backoffs.entry(place_of(b)).or_insert(b);
+        }
         Index {
+            backoffs,
             hosts,
             host_nos,
             regions,
@@ -171,6 +178,31 @@ impl<'a> Index<'a> {
         slot: u32,
     ) -> Option<&'a str> {
         self.volumes.get(&(key, region, slot)).copied()
+    }
+
+    /// The backoff record of a place (a slot, or `None` for a stateless
+    /// region), if its instances of `release` keep failing.
+    pub(super) fn backoff(
+        &self,
+        key: &'a WorkloadKey,
+        region: &'a str,
+        slot: Option<u32>,
+        release: u64,
+    ) -> Option<&'a Backoff> {
+        self.backoffs
+            .get(&(key, region, slot))
+            .copied()
+            .filter(|b| b.release == release)
+    }
+
+    /// The latest failure among a release's backing-off places.
+    pub(super) fn last_failure(&self, key: &'a WorkloadKey, release: u64) -> Option<&'a Backoff> {
+        self.backoffs
+            .range((key, "", None)..)
+            .take_while(|((k, _, _), _)| *k == key)
+            .map(|(_, b)| *b)
+            .filter(|b| b.release == release)
+            .max_by_key(|b| b.last_failure)
     }
 
     /// The rollout record of a release.

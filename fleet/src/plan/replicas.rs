@@ -3,9 +3,10 @@
 //! ([`plan_region`]), or, while its rollout is halted, only the repairs
 //! ([`repair_region`]).
 
+use super::backoff;
 use super::observe::Index;
 use super::schedule::failed_recently;
-use super::{Instance, Millis, Phase, Workload};
+use super::{Backoff, Instance, Millis, Phase, Workload};
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use vt_repo::schema::Strategy;
@@ -62,6 +63,9 @@ pub(super) struct RegionPlan<'a> {
     pub waits: Vec<(Option<u32>, String)>,
     /// Instances of older releases to start (only while a rollout is halted).
     pub revive: Vec<Revive<'a>>,
+    /// Starts of the release held back by a failing place: the record and
+    /// how many instances wait for it.
+    pub held: Vec<(&'a Backoff, u32)>,
     /// Healthy instances of the release that fill a wanted place.
     pub healthy: u32,
     /// Instances of the release that fill a wanted place and are still
@@ -95,6 +99,7 @@ impl<'a> RegionPlan<'a> {
             slots: Vec::new(),
             waits: Vec::new(),
             revive: Vec::new(),
+            held: Vec::new(),
             healthy: 0,
             starting: 0,
             satisfied: false,
@@ -128,6 +133,37 @@ fn still_attached(slot: u32, i: &Instance) -> String {
         "the volumes of slot {slot} are still attached to stopping instance {}",
         i.id
     )
+}
+
+/// Holds back the starts of `w`'s release in places that back off at `now`:
+/// the region's stateless starts, or each slot's.
+pub(super) fn hold_failing<'a>(
+    w: &'a Workload,
+    plan: &mut RegionPlan<'a>,
+    index: &Index<'a>,
+    now: Millis,
+) {
+    let region = plan.region;
+    let failing = |slot| {
+        index
+            .backoff(&w.key, region, slot, w.release)
+            .filter(|b| backoff::holds(b, now))
+    };
+    if plan.anywhere > 0 {
+        if let Some(b) = failing(None) {
+            plan.held.push((b, plan.anywhere));
+            plan.anywhere = 0;
+        }
+    }
+    let mut held = Vec::new();
+    plan.slots.retain(|need| match failing(Some(need.slot)) {
+        Some(b) => {
+            held.push((b, 1));
+            false
+        }
+        None => true,
+    });
+    plan.held.extend(held);
 }
 
 /// Decides the replicas of `w` in `region`.
@@ -350,7 +386,8 @@ pub(super) fn plan_region<'a>(
 /// - Otherwise (a first deploy, an immediate rollout: nothing older to keep
 ///   serving) the release fills its wanted places, except that an instance
 ///   of it that failed less than [`RECENT_FAILURE`](super::schedule::RECENT_FAILURE)
-///   ago keeps its place empty until then.
+///   ago keeps its place empty until then, unless its place has a backoff
+///   record: then the backoff decides when it starts again.
 /// - With volumes, each empty slot gets again the release of the slot's last
 ///   instance if that one failed or was lost: an older release when it was
 ///   older; the release itself only when nothing older is there to fall back
@@ -378,6 +415,9 @@ pub(super) fn repair_region<'a>(
     let mut failed_older: Vec<&Instance> = Vec::new();
     let mut live_older: Vec<&Instance> = Vec::new();
     let mut stopped_older: Vec<&Instance> = Vec::new();
+    // A place with a backoff record waits for its retry time (held by
+    // `hold_failing`) instead of `RECENT_FAILURE`.
+    let backing_off = |slot| index.backoff(&w.key, region, slot, w.release).is_some();
     let mine = index.instances(&w.key).iter().copied();
     let mine = mine.filter(|i| i.region == region);
     for i in mine.clone() {
@@ -385,7 +425,7 @@ pub(super) fn repair_region<'a>(
         if i.phase == Phase::Failed {
             if !ours {
                 failed_older.push(i);
-            } else if failed_recently(i, now) {
+            } else if failed_recently(i, now) && !backing_off(i.slot) {
                 recent_failures += 1;
             }
         } else if !i.phase.is_live() {
@@ -464,7 +504,10 @@ pub(super) fn repair_region<'a>(
                 None => plan.slots.push(SlotNeed { slot, host }),
                 Some(i) if !broke(i) => {}
                 Some(i) if i.release != w.release => plan.revive.push(Revive::like(i, host)),
-                Some(i) if i.phase == Phase::Failed && (fall_back || failed_recently(i, now)) => {}
+                Some(i)
+                    if i.phase == Phase::Failed
+                        && (fall_back || (failed_recently(i, now) && !backing_off(Some(slot)))) => {
+                }
                 Some(_) => plan.slots.push(SlotNeed { slot, host }),
             }
         }

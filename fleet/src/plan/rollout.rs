@@ -2,12 +2,12 @@
 //! the progress deadline, decided from the recorded [`RolloutState`] and the
 //! workload's replicas now.
 
-use super::{Action, Millis, RolloutState, RolloutStatus, Workload};
+use super::{Action, Backoff, Millis, RolloutState, RolloutStatus, Workload};
 use vt_repo::Duration;
 
 /// Where a workload's replicas stand now, over all its regions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Progress {
+pub(super) struct Progress<'a> {
     /// Healthy instances of the release filling a wanted place.
     pub healthy: u32,
     /// Instances of the release filling a wanted place, still pending or starting.
@@ -16,6 +16,9 @@ pub(super) struct Progress {
     pub wanted: u32,
     /// Every wanted instance is healthy and nothing else is left to do.
     pub complete: bool,
+    /// The latest failure of the release's instances before they became
+    /// healthy, if a place backs off.
+    pub last_failure: Option<&'a Backoff>,
 }
 
 /// How the workload's instances may change.
@@ -50,7 +53,7 @@ pub(super) struct Gate {
 pub(super) fn advance(
     w: &Workload,
     state: Option<&RolloutState>,
-    progress: &Progress,
+    progress: &Progress<'_>,
     now: Millis,
 ) -> Gate {
     let mut gate = Gate {
@@ -93,11 +96,14 @@ pub(super) fn advance(
                 0 => String::new(),
                 n => format!(", {n} still starting"),
             };
+            let failure = progress.last_failure.map_or_else(String::new, |b| {
+                format!("; last failure ({} in a row): {}", b.failures, b.reason)
+            });
             gate.after.push(Action::RolloutHalted {
                 key: key(),
                 release: w.release,
                 reason: format!(
-                    "no further instance of release {} became healthy for {} (progress deadline {deadline}); {} of {} healthy{starting}",
+                    "no further instance of release {} became healthy for {} (progress deadline {deadline}); {} of {} healthy{starting}{failure}",
                     w.release,
                     Duration(stalled),
                     progress.healthy,

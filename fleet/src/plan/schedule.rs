@@ -144,16 +144,16 @@ impl<'a> Ledger<'a> {
             };
             let load = &mut loads[n];
             if i.phase.is_live() {
-                load.cpu += u64::from(i.cpu);
-                load.memory += i.memory;
+                load.cpu = load.cpu.saturating_add(u64::from(i.cpu));
+                load.memory = load.memory.saturating_add(i.memory);
                 *replicas
                     .entry((&i.key, i.release))
                     .or_default()
                     .entry(n)
                     .or_default() += 1;
             } else {
-                load.stopping_cpu += u64::from(i.cpu);
-                load.stopping_memory += i.memory;
+                load.stopping_cpu = load.stopping_cpu.saturating_add(u64::from(i.cpu));
+                load.stopping_memory = load.stopping_memory.saturating_add(i.memory);
             }
         }
         Ledger {
@@ -175,8 +175,8 @@ impl<'a> Ledger<'a> {
         let load = &mut self.loads[n];
         load.cpu = load.cpu.saturating_sub(u64::from(i.cpu));
         load.memory = load.memory.saturating_sub(i.memory);
-        load.stopping_cpu += u64::from(i.cpu);
-        load.stopping_memory += i.memory;
+        load.stopping_cpu = load.stopping_cpu.saturating_add(u64::from(i.cpu));
+        load.stopping_memory = load.stopping_memory.saturating_add(i.memory);
         let count = self
             .replicas
             .get_mut(&(&i.key, i.release))
@@ -202,8 +202,8 @@ impl<'a> Ledger<'a> {
 
     fn reserve(&mut self, n: HostNo, req: &Request<'a>) {
         let load = &mut self.loads[n];
-        load.cpu += u64::from(req.cpu);
-        load.memory += req.memory;
+        load.cpu = load.cpu.saturating_add(u64::from(req.cpu));
+        load.memory = load.memory.saturating_add(req.memory);
         *self
             .replicas
             .entry((req.key, req.release))

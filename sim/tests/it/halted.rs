@@ -418,7 +418,7 @@ fn a_vm_restarted_in_place_is_not_replaced_and_halts_the_rollout_as_still_starti
     assert_eq!(crashed, 29, "one event per restart");
     let halt = halt.expect("halted at the deadline");
     assert!(
-        halt.ends_with("(progress deadline 20s); 0 of 1 healthy, 1 still starting"),
+        halt.contains("(progress deadline 20s); 0 of 1 healthy, 1 still starting; last failure (20 in a row): restarting (restart 20)"),
         "{halt}"
     );
     let live: Vec<_> = ctl

@@ -2,6 +2,7 @@
 //! concern. Every test runs over several seeds and prints each one; set
 //! `VT_SIM_SEED` to replay a single seed.
 
+mod backoff;
 mod chaos;
 mod determinism;
 mod halted;

@@ -6,9 +6,11 @@ use crate::client::{format_time, Client};
 use crate::error::CliError;
 use crate::output::{self, Style, Table};
 use vt_fleet::controller::events::Event;
+use vt_fleet::controller::git_source::WORKTREE_PREFIX;
 use vt_fleet::controller::views::{
-    DescribeView, HostView, InstanceView, ReleaseView, StatusView, WorkloadStatus,
+    DescribeView, HostView, InstanceView, ReleaseView, SourceView, StatusView, WorkloadStatus,
 };
+use vt_fleet::plan::backoff::Summary;
 use vt_fleet::plan::RolloutStatus;
 use vt_fleet::wire::messages::LogLine;
 
@@ -29,6 +31,16 @@ fn rollout_text(w: &WorkloadStatus) -> String {
             RolloutStatus::Halted { .. } => "halted".into(),
         },
     }
+}
+
+/// Each failing place of a workload, as of the local clock: "region r1:
+/// release 2 failed 6 times in a row …; next try in 32s: …".
+fn backoff_lines(w: &WorkloadStatus) -> Vec<String> {
+    let now = vt_fleet::controller::daemon::now();
+    w.backoffs
+        .iter()
+        .map(|b| Summary { backoff: b, now }.to_string())
+        .collect()
 }
 
 fn instances_table(instances: &[InstanceView], s: Style, placement: bool) -> String {
@@ -64,6 +76,34 @@ fn instances_table(instances: &[InstanceView], s: Style, placement: bool) -> Str
     table.render(s)
 }
 
+/// The tracked branch: where, which, at what commit, and a warning while it
+/// is missing.
+fn source_text(source: &SourceView, s: Style) -> String {
+    // A working tree (`vt dev`) has no branch.
+    let mut about = Vec::new();
+    if !source.location.starts_with(WORKTREE_PREFIX) {
+        about.push(format!("branch {}", source.branch));
+    }
+    if let Some(head) = &source.head {
+        about.push(format!("at {}", short(head)));
+    }
+    let mut out = format!("{} {}", s.bold("source"), source.location);
+    if !about.is_empty() {
+        out.push_str(&format!(" ({})", about.join(" ")));
+    }
+    out.push('\n');
+    if let Some(since) = source.missing_since {
+        out.push_str(&format!(
+            "{} branch {} is missing since {}: nothing deploys until it returns (the last good \
+             commit keeps running)\n",
+            s.red("warning:"),
+            source.branch,
+            format_time(since)
+        ));
+    }
+    out
+}
+
 /// `vt status [APP] [--env ENV]`.
 pub fn status(
     global: &Global,
@@ -73,7 +113,12 @@ pub fn status(
 ) -> Result<(), CliError> {
     let view: StatusView = client.get("/v1/status", &[("app", app), ("env", env)])?;
     output::print(global.output, &view, |s| {
-        let mut out = match &view.commit {
+        let mut out = view
+            .source
+            .as_ref()
+            .map(|source| source_text(source, s))
+            .unwrap_or_default();
+        out += &match &view.commit {
             Some(c) => format!(
                 "{} {} {} ({})\n",
                 s.bold("commit"),
@@ -103,6 +148,7 @@ pub fn status(
                 w.pending
                     .iter()
                     .map(|p| p.reason.clone())
+                    .chain(backoff_lines(w))
                     .collect::<Vec<_>>()
                     .join("; ")
             };
@@ -201,6 +247,9 @@ pub fn describe(
                     p.reason
                 ));
             }
+            for line in backoff_lines(w) {
+                out.push_str(&format!("  {} {line}\n", s.red("backoff")));
+            }
             if !w.instances.is_empty() {
                 for line in instances_table(&w.instances, s, true).lines() {
                     out.push_str(&format!("  {line}\n"));
@@ -274,8 +323,15 @@ pub fn event_line(e: &Event, s: Style) -> String {
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
+    let repeated = match (e.count, e.first_time) {
+        (n, Some(first)) if n > 1 => format!(
+            " {}",
+            s.dim(&format!("(×{n} since {})", format_time(first)))
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{}  {:<20} {}{}\n",
+        "{}  {:<20} {}{}{repeated}\n",
         s.dim(&format_time(e.time)),
         e.kind,
         if about.is_empty() {

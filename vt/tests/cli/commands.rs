@@ -184,3 +184,90 @@ fn schema_is_json_schema() {
     let (all, _) = json(dir.path(), "vt schema");
     assert_eq!(all.as_object().map(|o| o.len()), Some(5));
 }
+
+#[test]
+fn usage_errors_are_in_the_chosen_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // (command line, what the message says, the command the hint names);
+    // stderr is dropped: the error is on stdout.
+    let cases = [
+        (
+            "vt env create dev --instances -1 -o json",
+            "unexpected argument '-1' found",
+            "vt env create",
+        ),
+        (
+            "vt env create dev --instances 99999999999 --output json",
+            "invalid value '99999999999' for '--instances <INSTANCES>'",
+            "vt env create",
+        ),
+        (
+            "vt --output=json status --bogus",
+            "unexpected argument '--bogus' found",
+            "vt status",
+        ),
+        (
+            "vt -ojson env create",
+            "the following required arguments were not provided: <NAME>",
+            "vt env create",
+        ),
+        (
+            "VT_OUTPUT=json vt events --limit lots",
+            "invalid value 'lots' for '--limit <LIMIT>'",
+            "vt events",
+        ),
+        (
+            "vt fleet -o json",
+            "'vt fleet' requires a subcommand",
+            "vt fleet",
+        ),
+        ("VT_OUTPUT=json vt", "'vt' requires a subcommand", "vt"),
+    ];
+    for (line, message, command) in cases {
+        let (value, code) = json(dir.path(), &format!("{line} 2>/dev/null"));
+        assert_eq!(
+            (code, value["code"].as_str()),
+            (2, Some("E_USAGE")),
+            "`{line}`: {value}"
+        );
+        let said = value["message"].as_str().unwrap_or_default();
+        assert!(said.contains(message), "`{line}` says `{message}`: {value}");
+        let hint = value["hint"].as_str().unwrap_or_default();
+        assert!(
+            hint.contains(&format!("Usage: {command}"))
+                && hint.contains(&format!("`{command} --help`")),
+            "`{line}`: {value}"
+        );
+        assert!(!value.to_string().contains('\u{1b}'), "no colours: {value}");
+    }
+
+    let (out, code, _) = shell(dir.path(), "vt status --bogus -o yaml 2>/dev/null");
+    assert_eq!(code, 2, "{out}");
+    let value: Value = serde_yaml::from_str(&out).unwrap_or_else(|e| panic!("YAML ({e}): {out}"));
+    assert_eq!(value["code"], "E_USAGE", "{out}");
+    assert_eq!(
+        value["message"], "unexpected argument '--bogus' found",
+        "{out}"
+    );
+
+    // Text stays as clap prints it, on stderr, exit 2; `-o text` wins over VT_OUTPUT.
+    for line in [
+        "vt status --bogus",
+        "VT_OUTPUT=json vt status -o text --bogus",
+    ] {
+        let (out, code, _) = shell(dir.path(), &format!("{line} 2>&1 >/dev/null"));
+        assert_eq!(code, 2, "`{line}`: {out}");
+        assert!(
+            out.starts_with("error: unexpected argument '--bogus' found")
+                && out.contains("Usage: vt status"),
+            "`{line}`: {out}"
+        );
+    }
+
+    // Help and version are not errors, whatever the format.
+    let (out, code, _) = shell(dir.path(), "vt status --help -o json");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Usage: vt status"), "{out}");
+    let (out, code, _) = shell(dir.path(), "vt --version --output json");
+    assert_eq!((code, out.starts_with("vt ")), (0, true), "{out}");
+}

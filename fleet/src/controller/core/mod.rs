@@ -4,14 +4,14 @@
 //! `now` in. State lives in memory and is written through to the [`Store`].
 
 use crate::controller::addresses::{EndpointAddress, Pools};
-use crate::controller::events::{self, kind, Event, EventFilter, Retention};
+use crate::controller::events::{self, kind, AggregationKey, Event, EventFilter, Retention};
 use crate::controller::releases::{plan_releases, CommitInfo, Release};
 use crate::controller::store::{Batch, Store, StoreError};
-use crate::plan::VolumePlacement;
 use crate::plan::{
     self, Action, Desired, Host, HostStatus, Instance, Millis, Observed, Phase, RolloutState,
     RolloutStatus, Workload, WorkloadKey,
 };
+use crate::plan::{Backoff, VolumePlacement};
 use crate::wire::messages::{Assignment, Desire, HostRegistration, InstanceReport};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -20,8 +20,10 @@ use tracing::{info, info_span, warn};
 use vt_repo::Loaded;
 
 mod endpoints;
+mod failures;
 mod secrets;
 pub use endpoints::EdgeState;
+use failures::Retry;
 pub use secrets::{SealedSecret, SECRETS_SIGNALLED};
 
 /// Settings of the controller's core.
@@ -82,6 +84,17 @@ pub struct InstanceRecord {
     /// The image digest it runs, as its host reports it.
     #[serde(default)]
     pub image: Option<String>,
+    /// When the controller placed it.
+    #[serde(default)]
+    pub placed: Millis,
+    /// Whether it was ever healthy: a failure before that counts towards
+    /// its place's backoff.
+    #[serde(default)]
+    pub healthy_once: bool,
+    /// Placed while its place backed off: a retry in a failure loop, whose
+    /// events count as repeats across the loop's instances.
+    #[serde(default)]
+    pub retry: bool,
 }
 
 /// Controller-wide facts kept across restarts.
@@ -146,6 +159,11 @@ pub struct Controller {
     next_usage: u64,
     /// Edges connected now.
     edges: BTreeMap<String, EdgeState>,
+    /// Places backing off, by store key (`backoff/…`).
+    backoffs: BTreeMap<String, Backoff>,
+    /// The last occurrence of recent events, for counting repeats: its
+    /// sequence number, first time, count and time.
+    repeats: BTreeMap<AggregationKey, (u64, Millis, u32, Millis)>,
     batch: Batch,
     new_events: Vec<Event>,
 }
@@ -158,6 +176,18 @@ const DEFAULT_LOG_AGE: Millis = 7 * 24 * 3_600_000;
 const RETENTION_EVERY: Millis = 60_000;
 const ACTIVE: &str = "active";
 const RETENTION: &str = "retention";
+
+/// What repeats of a crash share: the host's reason without its
+/// "restarting in 4s (restart 3): " prefix, which changes each time.
+fn crash_reason(detail: &str) -> String {
+    match detail.strip_prefix("restarting in ") {
+        Some(rest) => rest
+            .split_once("): ")
+            .map_or(detail, |(_, why)| why)
+            .to_string(),
+        None => detail.to_string(),
+    }
+}
 
 /// A phase as people read it: `starting`, `healthy`.
 pub fn phase_name(phase: Phase) -> String {
@@ -213,10 +243,13 @@ impl Controller {
             .into_iter()
             .map(|(_, a)| (a.id(), a))
             .collect();
+        let backoffs = store.scan::<Backoff>("backoff/")?.into_iter().collect();
         let next_usage = store
             .scan::<crate::controller::addresses::UsageRecord>("usage/")?
             .len() as u64;
         Ok(Controller {
+            backoffs,
+            repeats: BTreeMap::new(),
             addresses,
             next_usage,
             edges: BTreeMap::new(),
@@ -264,11 +297,30 @@ impl Controller {
         self.emit(event);
     }
 
+    /// Records an event. A repeat of a recent one (same
+    /// [`Event::aggregation_key`], within [`events::AGGREGATE_WINDOW`] of its
+    /// last occurrence) replaces it: the new event carries the count and the
+    /// first time, under a new sequence number, so followers see it again.
     fn emit(&mut self, mut event: Event) {
         event.seq = self.next_event;
         event.id = format!("evt_{}", self.next_event);
         self.next_event += 1;
-        info!(kind = %event.kind, app = event.app.as_deref(), env = event.env.as_deref(), release = event.release, instance = event.instance.as_deref(), host = event.host.as_deref(), "{}", event.message);
+        let key = event.aggregation_key();
+        if let Some(&(seq, first, count, last)) = self.repeats.get(&key) {
+            if event.time.saturating_sub(last) <= events::AGGREGATE_WINDOW {
+                event.count = count.saturating_add(1);
+                event.first_time = Some(first);
+                if self.batch.unsend_event(seq) {
+                    self.new_events.retain(|e| e.seq != seq);
+                } else {
+                    self.batch.expire(vec![seq]);
+                }
+            }
+        }
+        let first = event.first_time.unwrap_or(event.time);
+        self.repeats
+            .insert(key, (event.seq, first, event.count, event.time));
+        info!(kind = %event.kind, app = event.app.as_deref(), env = event.env.as_deref(), release = event.release, instance = event.instance.as_deref(), host = event.host.as_deref(), count = event.count, "{}", event.message);
         self.batch.event(event.clone());
         self.new_events.push(event);
     }
@@ -514,6 +566,7 @@ impl Controller {
                     if r.restarts > rec.restarts {
                         rec.restarts = r.restarts;
                         let (name, release) = (rec.name.clone(), rec.instance.release);
+                        let before_healthy = !rec.healthy_once;
                         let why = r.detail.clone().unwrap_or_default();
                         self.emit(
                             Event::new(
@@ -524,11 +577,15 @@ impl Controller {
                                     r.id, r.restarts
                                 ),
                             )
+                            .reason(crash_reason(&why))
                             .for_workload(&name)
                             .release(release)
                             .instance(&r.id)
                             .host(host),
                         );
+                        if before_healthy {
+                            self.note_failure(&r.id, &crash_reason(&why), Retry::InPlace, now);
+                        }
                     }
                     let Some(rec) = self.instances.get_mut(&r.id) else {
                         continue;
@@ -548,6 +605,11 @@ impl Controller {
                     if rec.instance.phase != r.phase && !stopping {
                         let (name, release) = (rec.name.clone(), rec.instance.release);
                         let from = rec.instance.phase;
+                        let failed_early = r.phase == Phase::Failed
+                            && !rec.healthy_once
+                            && from != Phase::Stopping;
+                        let in_loop = rec.retry || failed_early;
+                        rec.healthy_once |= r.phase == Phase::Healthy;
                         rec.instance.phase = r.phase;
                         rec.instance.since = now;
                         rec.detail = r.detail.clone();
@@ -568,8 +630,15 @@ impl Controller {
                             .for_workload(&name)
                             .release(release)
                             .instance(&r.id)
-                            .host(host),
+                            .host(host)
+                            .across_instances(in_loop),
                         );
+                        if r.phase == Phase::Healthy {
+                            self.note_healthy(&r.id);
+                        } else if failed_early {
+                            let why = r.detail.clone().unwrap_or_else(|| "failed".into());
+                            self.note_failure(&r.id, &why, Retry::NewInstance, now);
+                        }
                     } else if rec.instance.phase == r.phase && rec.detail != r.detail {
                         // Progress within a phase (pulling, booting, ...): shown by
                         // `status`, not worth an event each.
@@ -669,6 +738,7 @@ impl Controller {
                 .collect(),
             rollouts: self.rollouts.values().cloned().collect(),
             volumes: self.volumes.values().cloned().collect(),
+            backoffs: self.backoffs.values().cloned().collect(),
         }
     }
 
@@ -714,6 +784,8 @@ impl Controller {
     }
 
     fn mark_lost_hosts(&mut self, now: Millis) {
+        self.repeats
+            .retain(|_, r| now.saturating_sub(r.3) <= events::AGGREGATE_WINDOW);
         let lost: Vec<String> = self
             .hosts
             .values()
@@ -742,13 +814,17 @@ impl Controller {
     }
 
     fn forget_old_instances(&mut self, now: Millis) {
-        let old: Vec<String> = self
+        let mut old: Vec<String> = self
             .instances
             .values()
             .filter(|i| matches!(i.instance.phase, Phase::Stopped | Phase::Failed))
             .filter(|i| now.saturating_sub(i.instance.since) > self.config.forget_after)
             .map(|i| i.instance.id.clone())
             .collect();
+        old.extend(self.failed_beyond_keep());
+        old.sort_unstable();
+        old.dedup();
+        self.prune_backoffs();
         for id in old {
             self.instances.remove(&id);
             self.batch.delete(format!("inst/{id}"));
@@ -788,7 +864,11 @@ impl Controller {
                     restarts: 0,
                     address: None,
                     image: None,
+                    placed: now,
+                    healthy_once: false,
+                    retry: self.backs_off(key, region, *slot, *release),
                 };
+                let retry = record.retry;
                 self.batch.put(format!("inst/{id}"), &record);
                 self.instances.insert(id.clone(), record);
                 if let Some(slot) = slot {
@@ -815,7 +895,8 @@ impl Controller {
                     .for_workload(&name)
                     .release(*release)
                     .instance(&id)
-                    .host(host),
+                    .host(host)
+                    .across_instances(retry),
                 );
             }
             Action::Stop {
@@ -882,6 +963,9 @@ impl Controller {
                     now,
                 );
             }
+            // The failures that led to it were events; `status` shows the
+            // record with its next try.
+            Action::BackingOff { .. } => {}
             Action::RolloutStarted { key, release } => {
                 let state = RolloutState {
                     key: key.clone(),

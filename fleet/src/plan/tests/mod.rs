@@ -2,6 +2,7 @@
 //! over random fleets ([`props`]), both driving [`Sim`], which records actions
 //! the way the controller does and lets instances settle the way hosts do.
 
+mod backoffs;
 mod props;
 mod unit;
 
@@ -101,13 +102,18 @@ pub(super) fn instance(
 
 /// A completed rollout of `release`, so a test sees only instance actions.
 pub(super) fn completed(app: &str, release: u64) -> RolloutState {
+    rollout_record(app, release, RolloutStatus::Completed)
+}
+
+/// The record of a rollout of `release` started at 0 with no progress since.
+pub(super) fn rollout_record(app: &str, release: u64, status: RolloutStatus) -> RolloutState {
     RolloutState {
         key: key(app),
         release,
         started: 0,
         last_progress: 0,
         healthy: 0,
-        status: RolloutStatus::Completed,
+        status,
     }
 }
 
@@ -240,7 +246,8 @@ impl Sim {
                         reason: reason.clone(),
                     };
                 }
-                Action::Unplaceable { .. } | Action::Waiting { .. } => {}
+                Action::Unplaceable { .. } | Action::Waiting { .. } | Action::BackingOff { .. } => {
+                }
             }
         }
     }

@@ -207,6 +207,7 @@ fn build(s: &Seeds, roomy: bool) -> (Desired, Observed) {
         instances,
         rollouts,
         volumes,
+        backoffs: Vec::new(),
     };
     (Desired { workloads }, observed)
 }
