@@ -29,7 +29,7 @@ lint:
 
 # Benchmarks (figures go to the README's performance section).
 bench:
-    cargo bench -p vt-fleet -p vt -p vt-tests -p vt-edge --bench planner --bench push_latency --bench microvm --bench tunnel --bench dev_cold_start --bench diff
+    cargo bench -p vt-plan -p vt -p vt-tests -p vt-edge --bench planner --bench push_latency --bench microvm --bench tunnel --bench dev_cold_start --bench diff
 
 # Set up, build, and run the sample app (templates/hello, created once in .dev/hello) with `vt dev`.
 dev: setup guest

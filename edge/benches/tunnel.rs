@@ -269,10 +269,10 @@ fn serve(sink: SocketAddr, echo: SocketAddr) {
     use vt_edge::listeners::Listeners;
     use vt_edge::pool::Pool;
     use vt_edge::relay::Relays;
-    use vt_fleet::host::tunnel::{self, Targets};
-    use vt_fleet::plan::{Phase, WorkloadKey};
-    use vt_fleet::wire::messages::{Backend as RouteBackend, InstanceReport, Route};
-    use vt_fleet::wire::{client_endpoint, server_endpoint, ClientAuth, FleetCa, Role};
+    use vt_host::tunnel::{self, Targets};
+    use vt_plan::{Phase, WorkloadKey};
+    use vt_wire::messages::{Backend as RouteBackend, InstanceReport, Route};
+    use vt_wire::{client_endpoint, server_endpoint, ClientAuth, FleetCa, Role};
 
     raise_fd_limit();
     let rt = tokio::runtime::Runtime::new().unwrap();

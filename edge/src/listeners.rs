@@ -146,7 +146,7 @@ impl Listeners {
         if ip.is_ipv6() {
             args.push("nodad");
         }
-        vt_fleet::host::microvm::network::ip(&args).map_err(|e| e.to_string())?;
+        vt_wire::command::ip(&args).map_err(|e| e.to_string())?;
         self.assigned.insert(ip);
         Ok(())
     }
@@ -163,7 +163,7 @@ impl Listeners {
             } else {
                 format!("{ip}/32")
             };
-            match vt_fleet::host::microvm::network::ip(&["addr", "del", &cidr, "dev", &dev]) {
+            match vt_wire::command::ip(&["addr", "del", &cidr, "dev", &dev]) {
                 Ok(()) => info!(%ip, %dev, "endpoint address released"),
                 Err(e) => warn!(%ip, error = %e, "cannot remove the endpoint address"),
             }

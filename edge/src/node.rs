@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, info_span, warn, Instrument};
-use vt_fleet::controller::error_chain;
-use vt_fleet::wire::messages::{ControllerMessage, EdgeMessage, Route};
-use vt_fleet::wire::{
-    self, frame, node_identity, NodeError, Role, WireError, CONTROLLER_SERVER_NAME,
+use vt_wire::error_chain;
+use vt_wire::messages::{ControllerMessage, EdgeMessage, Route};
+use vt_wire::{
+    self as wire, frame, node_identity, NodeError, Role, WireError, CONTROLLER_SERVER_NAME,
 };
 
 /// How often the edge sends its counters when they change.

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
-use vt_fleet::wire::{self, PeerId, Role};
+use vt_wire::{self as wire, PeerId, Role};
 
 /// How long connecting to a host may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -137,7 +137,7 @@ impl Pool {
             }
             failed => {
                 let why = match failed {
-                    Ok(Err(e)) => vt_fleet::controller::error_chain(&e),
+                    Ok(Err(e)) => vt_wire::error_chain(&e),
                     _ => format!("timed out after {CONNECT_TIMEOUT:?}"),
                 };
                 slot.backoff = (slot.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);

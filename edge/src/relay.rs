@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, debug_span, Instrument};
-use vt_fleet::wire::messages::{Backend, Route};
-use vt_fleet::wire::tunnel::{TunnelHeader, TunnelStatus, COPY_BUFFER};
+use vt_wire::messages::{Backend, Route};
+use vt_wire::tunnel::{TunnelHeader, TunnelStatus, COPY_BUFFER};
 
 /// How long a host may take to answer a tunnel header.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use vt_fleet::plan::WorkloadKey;
-use vt_fleet::wire::messages::{BackendStats, EndpointStats};
+use vt_plan::WorkloadKey;
+use vt_wire::messages::{BackendStats, EndpointStats};
 
 /// An endpoint: its workload and name.
 pub type EndpointId = (WorkloadKey, String);

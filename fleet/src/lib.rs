@@ -1,7 +1,5 @@
-//! `vt-fleet`: the pure planner ([`plan`]) and the wire protocol ([`wire`])
-//! that the controller, hosts and edges speak.
+//! `vt-fleet`: the controller daemon around `vt_control`'s core: the git
+//! source, host and edge sessions over QUIC, the HTTP API, secret delivery
+//! and the state directory.
 
 pub mod controller;
-pub mod host;
-pub mod plan;
-pub mod wire;

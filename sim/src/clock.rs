@@ -1,7 +1,7 @@
 //! Simulated time and the timeline of what happened when.
 
 use std::fmt;
-use vt_fleet::plan::Millis;
+use vt_plan::Millis;
 
 /// Where simulated time starts: a plausible Unix time in milliseconds
 /// (2023-11-14), since the controller stamps events with Unix time.

@@ -10,11 +10,11 @@ use crate::clock::{Clock, Entry};
 use crate::host::{Behaviour, SimHost, Start};
 use crate::rng::Rng;
 use std::collections::BTreeMap;
-use vt_fleet::controller::core::{CommitOutcome, Config, Controller};
-use vt_fleet::controller::events::Event;
-use vt_fleet::controller::releases::CommitInfo;
-use vt_fleet::controller::store::Store;
-use vt_fleet::plan::Millis;
+use vt_control::core::{CommitOutcome, Config, Controller};
+use vt_control::store::Store;
+use vt_plan::events::Event;
+use vt_plan::releases::CommitInfo;
+use vt_plan::Millis;
 use vt_repo::Snapshot;
 
 /// Settings of a simulation.

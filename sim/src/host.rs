@@ -4,8 +4,8 @@
 
 use crate::rng::Rng;
 use std::collections::{BTreeMap, BTreeSet};
-use vt_fleet::plan::{Millis, Phase, WorkloadKey};
-use vt_fleet::wire::messages::{Assignment, Desire, HostRegistration, InstanceReport};
+use vt_plan::{Millis, Phase, WorkloadKey};
+use vt_wire::messages::{Assignment, Desire, HostRegistration, InstanceReport};
 
 /// How simulated instances behave.
 #[derive(Debug, Clone, PartialEq)]

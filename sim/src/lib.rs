@@ -1,6 +1,6 @@
 //! `vt-sim`: a deterministic simulation harness for the fleet controller.
 //!
-//! [`Sim`] runs the controller's core ([`vt_fleet::controller::core::Controller`])
+//! [`Sim`] runs the controller's core ([`vt_control::core::Controller`])
 //! unchanged against simulated hosts ([`SimHost`]) and a simulated clock
 //! ([`Clock`]). Chance comes from one seeded PRNG ([`Rng`]): boot and stop
 //! delays, boot failures and the order in which hosts talk each step. A seed

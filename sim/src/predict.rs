@@ -5,8 +5,8 @@
 
 use crate::fleet::{Sim, SimConfig};
 use serde::Serialize;
-use vt_fleet::controller::core::CommitOutcome;
-use vt_fleet::plan::{Millis, Phase, RolloutStatus};
+use vt_control::core::CommitOutcome;
+use vt_plan::{Millis, Phase, RolloutStatus};
 
 /// The longest simulated time a rollout is followed.
 const HORIZON_MS: Millis = 30 * 60 * 1_000;

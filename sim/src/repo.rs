@@ -4,7 +4,7 @@
 //! from names, so the same app keeps its ID from one commit to the next.
 
 use std::collections::BTreeMap;
-use vt_fleet::plan::WorkloadKey;
+use vt_plan::WorkloadKey;
 
 /// The org every app lives in.
 pub const ORG: &str = "acme";

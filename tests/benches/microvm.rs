@@ -40,11 +40,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use vt_fleet::host::image::testing::{build_image, push, require, Registry};
-use vt_fleet::host::image::ImageConfig;
-use vt_fleet::host::microvm::artifacts::{self, guest_dir, GuestArtifacts};
-use vt_fleet::host::microvm::launch::{host_tsc_khz, Accel, LaunchSpec};
-use vt_fleet::host::microvm::network::tap_name;
+use vt_host::image::testing::{build_image, push, require, Registry};
+use vt_host::image::ImageConfig;
+use vt_host::microvm::artifacts::{self, guest_dir, GuestArtifacts};
+use vt_host::microvm::launch::{host_tsc_khz, Accel, LaunchSpec};
+use vt_host::microvm::network::tap_name;
 
 /// Cold starts (each on a fresh controller and host), each followed by a warm one.
 const ROUNDS: usize = 5;

@@ -13,8 +13,8 @@ use crate::support::repo::Repo;
 use crate::support::{wait_until, Sandbox};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use vt_fleet::host::image::testing::{build_image, push, Registry};
-use vt_fleet::host::image::ImageConfig;
+use vt_host::image::testing::{build_image, push, Registry};
+use vt_host::image::ImageConfig;
 
 const APP_FILE: &str = "orgs/acme/shop/web/app.yaml";
 /// TCG boots in seconds on an idle machine; leave room for a busy one.

@@ -11,8 +11,8 @@ use crate::support::repo::{origin_and_clone, Repo, APP_FILE, ENV_FILE};
 use crate::support::status::num;
 use crate::support::{wait_until, Sandbox};
 use std::time::Duration;
-use vt_fleet::host::image::testing::{build_image, push, Registry};
-use vt_fleet::host::image::ImageConfig;
+use vt_host::image::testing::{build_image, push, Registry};
+use vt_host::image::ImageConfig;
 
 #[test]
 fn deploy_commits_pushes_follows_and_prints_a_receipt() {

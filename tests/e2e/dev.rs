@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vt_fleet::host::microvm::artifacts::guest_dir;
+use vt_host::microvm::artifacts::guest_dir;
 
 const APP_FILE: &str = "app.yaml";
 const ENV_FILE: &str = "envs/dev.yaml";

@@ -23,7 +23,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use vt_fleet::host::image::testing::Registry;
+use vt_host::image::testing::Registry;
 
 const APP_FILE: &str = "orgs/edgeco/shop/web/app.yaml";
 const ENV_FILE: &str = "orgs/edgeco/shop/web/envs/prod.yaml";

@@ -5,7 +5,7 @@
 //! firewall rules and forwarding are tested without booting VMs.
 
 use std::process::Command;
-use vt_fleet::host::microvm::network::{addressing, isolate, org_prefix, Addressing};
+use vt_host::microvm::network::{addressing, isolate, org_prefix, Addressing};
 
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(args[0])

@@ -18,7 +18,7 @@ use crate::support::{wait_until, Sandbox};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
-use vt_fleet::host::image::testing::Registry;
+use vt_host::image::testing::Registry;
 
 const APP_FILE: &str = "orgs/acme/shop/web/app.yaml";
 const ENV_FILE: &str = "orgs/acme/shop/web/envs/prod.yaml";

@@ -15,9 +15,9 @@ use crate::support::{wait_until, Sandbox};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vt_fleet::host::image::testing::{build_image, push, require, Registry};
-use vt_fleet::host::image::ImageConfig;
-use vt_fleet::host::microvm::artifacts::{guest_dir, GuestArtifacts};
+use vt_host::image::testing::{build_image, push, require, Registry};
+use vt_host::image::ImageConfig;
+use vt_host::microvm::artifacts::{guest_dir, GuestArtifacts};
 
 const SECRETS_FILE: &str = "orgs/acme/shop/web/envs/prod.secrets.yaml";
 const TOKEN_1: &str = "tok-Q7c9v2WmZr-first";

@@ -119,7 +119,7 @@ impl CliError {
 }
 
 /// Joins an error with its `source()` chain: "cannot read x: permission denied".
-pub use vt_fleet::controller::error_chain as chain;
+pub use vt_wire::error_chain as chain;
 
 impl From<vt_repo::SourceError> for CliError {
     fn from(e: vt_repo::SourceError) -> Self {

@@ -8,11 +8,7 @@
 //! interactive session over a WebSocket (stdin, a terminal, resizes), whose
 //! query and messages are documented in [`crate::controller::attach`].
 
-use crate::controller::daemon::now;
 use crate::controller::daemon::Shared;
-use crate::controller::events::{Event, EventFilter};
-use crate::controller::{endpoint_views, views};
-use crate::wire::messages::LogLine;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{self, Sse};
@@ -25,6 +21,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use tokio_stream::StreamExt;
 use tracing::warn;
+use vt_control::{endpoint_views, views};
+use vt_plan::events::{Event, EventFilter};
+use vt_wire::clock::now;
+use vt_wire::messages::LogLine;
 
 /// An API error: a stable code, a message and the HTTP status.
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,12 +59,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::controller::store::StoreError> for ApiError {
-    fn from(e: crate::controller::store::StoreError) -> Self {
+impl From<vt_control::store::StoreError> for ApiError {
+    fn from(e: vt_control::store::StoreError) -> Self {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "E_STORE",
-            crate::controller::error_chain(&e),
+            vt_wire::error_chain(&e),
         )
     }
 }
@@ -207,9 +207,7 @@ async fn releases(
 }
 
 /// What `vt diff --against fleet` plans against.
-async fn baseline(
-    State(shared): State<Arc<Shared>>,
-) -> ApiResult<crate::controller::preview::Baseline> {
+async fn baseline(State(shared): State<Arc<Shared>>) -> ApiResult<vt_plan::preview::Baseline> {
     Ok(Json(views::baseline(&shared.lock())))
 }
 
@@ -408,7 +406,7 @@ pub(crate) fn exec_target(
     env: Option<&str>,
     instance: Option<&str>,
 ) -> Result<(String, String, quinn::Connection), ApiError> {
-    use crate::plan::Phase;
+    use vt_plan::Phase;
     let target = {
         let c = shared.lock();
         let mut candidates: Vec<_> = c
@@ -459,22 +457,19 @@ async fn exec(
     State(shared): State<Arc<Shared>>,
     Json(req): Json<ExecRequest>,
 ) -> ApiResult<ExecResult> {
-    use crate::wire::frame;
-    use crate::wire::messages::{ExecCommand, ExecEvent};
+    use vt_wire::frame;
+    use vt_wire::messages::{ExecCommand, ExecEvent};
     let (instance, host, conn) = exec_target(
         &shared,
         &req.app,
         req.env.as_deref(),
         req.instance.as_deref(),
     )?;
-    let wire_error = |e: crate::wire::WireError| {
+    let wire_error = |e: vt_wire::WireError| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "E_HOST_UNREACHABLE",
-            format!(
-                "exec on host {host}: {}",
-                crate::controller::error_chain(&e)
-            ),
+            format!("exec on host {host}: {}", vt_wire::error_chain(&e)),
         )
     };
     let run = async {
@@ -569,7 +564,7 @@ async fn usage(
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "E_STORE",
-            crate::controller::error_chain(&e),
+            vt_wire::error_chain(&e),
         )
     })?;
     Ok(Json(endpoint_views::UsageView { since, until, orgs }))
@@ -629,7 +624,7 @@ async fn destroy_volume(
         .unwrap_or_else(|p| p.into_inner())
         .entry(volume.host.clone())
         .or_default()
-        .push(crate::wire::messages::ControllerMessage::DestroyVolume {
+        .push(vt_wire::messages::ControllerMessage::DestroyVolume {
             id: volume.id.clone(),
         });
     shared.changed.send_modify(|v| *v += 1);
@@ -639,9 +634,9 @@ async fn destroy_volume(
         if find(&shared).is_none() {
             let mut c = shared.lock();
             c.record(
-                crate::controller::events::Event::new(
-                    crate::controller::events::kind::VOLUME_DESTROYED,
-                    crate::controller::daemon::now(),
+                vt_plan::events::Event::new(
+                    vt_plan::events::kind::VOLUME_DESTROYED,
+                    vt_wire::clock::now(),
                     format!(
                         "volume {} ({} of {}) destroyed on {}",
                         volume.id, volume.name, volume.workload, volume.host

@@ -49,8 +49,6 @@
 
 use crate::controller::api::{exec_target, ApiError};
 use crate::controller::daemon::Shared;
-use crate::wire::frame;
-use crate::wire::messages::{ExecCommand, ExecEvent, ExecInput};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -58,6 +56,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tracing::{info, warn};
+use vt_wire::frame;
+use vt_wire::messages::{ExecCommand, ExecEvent, ExecInput};
 
 /// First byte of a binary output message from stdout (or the terminal).
 pub const STDOUT: u8 = 1;
@@ -279,7 +279,7 @@ async fn bridge(
     let unreachable = |e: &dyn std::error::Error| {
         error(
             "E_HOST_UNREACHABLE",
-            format!("exec on host {host}: {}", crate::controller::error_chain(e)),
+            format!("exec on host {host}: {}", vt_wire::error_chain(e)),
         )
     };
     let instance = command.instance.clone();

@@ -4,19 +4,19 @@
 //! server for hosts and edges ([`super::sessions`]) and the HTTP API
 //! ([`super::api`]).
 
-use crate::controller::core::{Config, Controller};
-use crate::controller::events::{kind, Event};
 use crate::controller::git_source::{self, GitSource, GitSourceError, Location};
 use crate::controller::setup::{self, Keys, Settings, SetupError, STATE_FILE};
-use crate::controller::store::{Store, StoreError};
-use crate::controller::views::SourceView;
 use crate::controller::{api, sessions};
-use crate::plan::Millis;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
 use tracing::{info, info_span, warn, Instrument};
+use vt_control::core::{Config, Controller};
+use vt_control::store::{Store, StoreError};
+use vt_control::views::SourceView;
+use vt_plan::events::{kind, Event};
+use vt_wire::clock::now;
 
 /// Daemon failures that stop it.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub enum DaemonError {
     Git(#[from] GitSourceError),
     /// A listener cannot be set up.
     #[error(transparent)]
-    Wire(#[from] crate::wire::WireError),
+    Wire(#[from] vt_wire::WireError),
     /// The HTTP listener failed.
     #[error("the HTTP API failed on {addr}")]
     Http {
@@ -44,13 +44,6 @@ pub enum DaemonError {
     },
 }
 
-/// Unix time in milliseconds: the daemon's clock, passed into the core.
-pub fn now() -> Millis {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// What the tasks share.
 pub struct Shared {
     controller: Mutex<Controller>,
@@ -60,11 +53,11 @@ pub struct Shared {
     pub events: broadcast::Sender<Event>,
     /// Messages waiting to be sent to a host's session (volume deletions).
     pub host_commands:
-        Mutex<std::collections::BTreeMap<String, Vec<crate::wire::messages::ControllerMessage>>>,
+        Mutex<std::collections::BTreeMap<String, Vec<vt_wire::messages::ControllerMessage>>>,
     /// Connections of the hosts in session, by name (for exec).
     pub host_conns: Mutex<std::collections::BTreeMap<String, quinn::Connection>>,
     /// Every log line hosts ship, for `vt logs -f`.
-    pub logs: broadcast::Sender<crate::wire::messages::LogLine>,
+    pub logs: broadcast::Sender<vt_wire::messages::LogLine>,
     /// Asks the git task to look at the repository now.
     pub git_kick: Notify,
     /// Asks the ticker to reconcile now.
@@ -106,7 +99,7 @@ impl Shared {
                 self.changed.send_modify(|v| *v += 1);
             }
             Err(e) => {
-                warn!(error = %crate::controller::error_chain(&e), "cannot write the state database")
+                warn!(error = %vt_wire::error_chain(&e), "cannot write the state database")
             }
         }
     }
@@ -148,11 +141,11 @@ pub async fn run(
     let keyring = crate::controller::delivery::load_keyring(state_dir).map_err(SetupError::from)?;
     let source = GitSource::open(Location::parse(&settings.repo), &settings.branch, state_dir)?;
 
-    let endpoint = crate::wire::server_endpoint(
+    let endpoint = vt_wire::server_endpoint(
         settings.quic,
         &identity,
         ca.cert(),
-        crate::wire::ClientAuth::Optional,
+        vt_wire::ClientAuth::Optional,
     )?;
     let listener = tokio::net::TcpListener::bind(settings.http)
         .await
@@ -188,7 +181,7 @@ pub async fn run(
         keyring: std::sync::RwLock::new(keyring),
         source: Mutex::new(source_view(&source)),
     });
-    let enroller = Arc::new(crate::wire::Enroller::new(
+    let enroller = Arc::new(vt_wire::Enroller::new(
         ca,
         secret,
         Duration::from_secs(365 * 24 * 3600),
@@ -293,12 +286,12 @@ async fn git_task(shared: Arc<Shared>, source: GitSource) {
                 })
                 .await;
                 if let Ok(Err(e)) = saved {
-                    warn!(error = %crate::controller::error_chain(&e), "cannot keep the branch state");
+                    warn!(error = %vt_wire::error_chain(&e), "cannot keep the branch state");
                 }
                 Duration::from_millis(interval)
             }
             Ok(Err(e)) => {
-                let message = crate::controller::error_chain(&e);
+                let message = vt_wire::error_chain(&e);
                 if message != last_error {
                     warn!(error = %message, "cannot read the repository");
                     let mut controller = shared.lock();

@@ -6,11 +6,11 @@
 //! memory and on the mutual-TLS session, never in the records.
 
 use crate::controller::daemon::Shared;
-use crate::wire::messages::{Assignment, DeliveredSecret, Desire};
 use std::path::{Path, PathBuf};
 use tracing::{debug, warn};
 use vt_repo::secrets::{self, CryptoError, Keyring};
 use vt_repo::Loaded;
+use vt_wire::messages::{Assignment, DeliveredSecret, Desire};
 
 /// The fleet's age identity file in the state directory: every identity the
 /// fleet ever had (a key rotation adds one), all tried when decrypting.
@@ -35,7 +35,7 @@ pub fn check_commit(shared: &Shared, loaded: &mut Loaded) {
             *shared.keyring.write().unwrap_or_else(|p| p.into_inner()) = keyring;
         }
         Err(e) => {
-            warn!(error = %crate::controller::error_chain(&e), "cannot read the fleet's identities; keeping the ones loaded")
+            warn!(error = %vt_wire::error_chain(&e), "cannot read the fleet's identities; keeping the ones loaded")
         }
     }
     let keyring = shared.keyring.read().unwrap_or_else(|p| p.into_inner());

@@ -9,14 +9,14 @@
 //! not contain the previous head (a force-push or a reset), disappeared, or
 //! came back ([`BranchChange`]).
 
-use crate::controller::events::{kind, Event};
-use crate::controller::releases::CommitInfo;
-use crate::plan::Millis;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vt_plan::events::{kind, Event};
+use vt_plan::releases::CommitInfo;
+use vt_plan::Millis;
 use vt_repo::{Snapshot, SourceError};
 
 /// How `fleet.json`'s `repo` names a working tree: `worktree:/abs/path`.
@@ -654,7 +654,7 @@ fn content_id(snapshot: &Snapshot) -> String {
 
 /// The commit a working tree's content stands for: its ID, the author from
 /// git's configuration (the repository's, else the user's), if any, and `now`.
-fn worktree_commit(root: &Path, id: String, now: crate::plan::Millis) -> CommitInfo {
+fn worktree_commit(root: &Path, id: String, now: vt_plan::Millis) -> CommitInfo {
     let config = git2::Repository::discover(root)
         .and_then(|r| r.config())
         .or_else(|_| git2::Config::open_default());

@@ -3,12 +3,13 @@
 //! and receives its assignments; an edge receives the routing table. Sessions
 //! push whenever the controller's state changes ([`Shared::changed`]).
 
-use crate::controller::daemon::{now, Shared};
-use crate::controller::error_chain;
-use crate::wire::messages::{ControllerMessage, EdgeMessage, HostMessage};
-use crate::wire::{frame, peer_of, Enroller, PeerId, Role, WireError};
+use crate::controller::daemon::Shared;
 use std::sync::Arc;
 use tracing::{debug, info, info_span, warn, Instrument};
+use vt_wire::clock::now;
+use vt_wire::error_chain;
+use vt_wire::messages::{ControllerMessage, EdgeMessage, HostMessage};
+use vt_wire::{frame, peer_of, Enroller, PeerId, Role, WireError};
 
 /// Log lines the controller keeps, over all instances.
 pub const LOG_LINES_KEPT: u64 = 200_000;

@@ -4,12 +4,12 @@
 //! open secrets (`age-identities.txt`), `fleet.json` (settings) and
 //! `state.redb`.
 
-use crate::controller::addresses::{BadNetwork, Pools};
-use crate::wire::{FleetCa, Identity, Role, TokenSecret, WireError};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vt_plan::addresses::{BadNetwork, Pools};
+use vt_wire::{FleetCa, Identity, Role, TokenSecret, WireError};
 
 /// Settings file in the state directory.
 pub const SETTINGS_FILE: &str = "fleet.json";
@@ -86,7 +86,7 @@ pub struct Settings {
 }
 
 fn default_endpoint_prefix() -> String {
-    crate::controller::addresses::DEFAULT_V6_PREFIX.to_string()
+    vt_plan::addresses::DEFAULT_V6_PREFIX.to_string()
 }
 
 impl Settings {
@@ -192,7 +192,7 @@ pub fn save_settings(dir: &Path, settings: &Settings) -> Result<(), SetupError> 
 /// so secrets encrypted to them still open) and returns its recipient.
 pub fn new_secrets_key(dir: &Path) -> Result<String, SetupError> {
     let key = vt_repo::secrets::crypto::NewKey::generate();
-    let created = vt_repo::secrets::edit::rfc3339(crate::controller::daemon::now() / 1000);
+    let created = vt_repo::secrets::edit::rfc3339(vt_wire::clock::now() / 1000);
     key.append_to(&crate::controller::delivery::identities_path(dir), &created)?;
     Ok(key.recipient)
 }

@@ -6,8 +6,8 @@ use crate::clock::{Entry, EPOCH};
 use crate::host::{SimHost, SimInstance, Start};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use vt_fleet::controller::events::Event;
-use vt_fleet::plan::WorkloadKey;
+use vt_plan::events::Event;
+use vt_plan::WorkloadKey;
 
 impl Sim {
     /// A host.

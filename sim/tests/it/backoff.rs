@@ -6,7 +6,7 @@
 //! the previous release keeps serving.
 
 use crate::{seeds, settled, sim_with_hosts};
-use vt_fleet::controller::events::{kind, EventFilter};
+use vt_plan::events::{kind, EventFilter};
 use vt_sim::Repo;
 
 const BAD: &str = "registry.local/web:typo";
@@ -96,7 +96,7 @@ fn a_rollout_that_keeps_failing_halts_with_the_last_failure() {
         let serving = sim
             .on_hosts(&key)
             .iter()
-            .filter(|(_, i)| i.release == 1 && i.phase == vt_fleet::plan::Phase::Healthy)
+            .filter(|(_, i)| i.release == 1 && i.phase == vt_plan::Phase::Healthy)
             .count();
         assert_eq!(serving, 2, "seed {seed}");
         assert!(

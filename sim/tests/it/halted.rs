@@ -6,8 +6,8 @@
 
 use crate::{guard_rollout, healthy, live, on_hosts, seeds, settled, sim_with_hosts, GI};
 use std::collections::BTreeMap;
-use vt_fleet::controller::events::kind;
-use vt_fleet::plan::{HostStatus, Phase, RolloutStatus, WorkloadKey};
+use vt_plan::events::kind;
+use vt_plan::{HostStatus, Phase, RolloutStatus, WorkloadKey};
 use vt_sim::{Repo, Sim};
 
 /// 4 instances of `web` release 1 on 3 hosts (rolling, surge 1, none
@@ -307,12 +307,12 @@ fn a_first_deploy_unplaceable_until_its_deadline_is_placed_once_there_is_room() 
 /// it restarts after a crash: still `Starting`, with a growing restart count.
 #[test]
 fn a_vm_restarted_in_place_is_not_replaced_and_halts_the_rollout_as_still_starting() {
-    use vt_fleet::controller::core::{Config, Controller};
-    use vt_fleet::controller::releases::CommitInfo;
-    use vt_fleet::controller::store::Store;
-    use vt_fleet::plan::Action;
-    use vt_fleet::wire::messages::{HostRegistration, InstanceReport};
+    use vt_control::core::{Config, Controller};
+    use vt_control::store::Store;
+    use vt_plan::releases::CommitInfo;
+    use vt_plan::Action;
     use vt_sim::EPOCH;
+    use vt_wire::messages::{HostRegistration, InstanceReport};
 
     let store = Store::in_memory().expect("store");
     let mut ctl = Controller::open(store, Config::default()).expect("controller");

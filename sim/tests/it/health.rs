@@ -2,7 +2,7 @@
 //! leaves the routing table.
 
 use crate::{seeds, settled, sim_with_hosts};
-use vt_fleet::plan::Phase;
+use vt_plan::Phase;
 use vt_sim::Repo;
 
 #[test]

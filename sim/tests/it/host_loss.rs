@@ -3,8 +3,8 @@
 //! when it comes back, the duplicates stop.
 
 use crate::{healthy, on_hosts, seeds, settled, sim_with_hosts};
-use vt_fleet::controller::events::kind;
-use vt_fleet::plan::{HostStatus, Phase};
+use vt_plan::events::kind;
+use vt_plan::{HostStatus, Phase};
 use vt_sim::{Repo, Sim};
 
 fn host_status(sim: &Sim, host: &str) -> Option<HostStatus> {

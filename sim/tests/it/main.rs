@@ -14,7 +14,7 @@ mod restart;
 mod rollout;
 mod unknown;
 
-use vt_fleet::plan::{Phase, RolloutStatus, WorkloadKey};
+use vt_plan::{Phase, RolloutStatus, WorkloadKey};
 use vt_sim::Sim;
 
 /// The seeds every scenario runs with.

@@ -3,7 +3,7 @@
 
 use crate::{healthy, on_hosts, seeds, settled, sim_with_hosts, GI};
 use std::collections::BTreeMap;
-use vt_fleet::controller::events::kind;
+use vt_plan::events::kind;
 use vt_sim::{no_overcommit, qualified, Repo, Sim};
 
 #[test]

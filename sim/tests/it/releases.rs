@@ -3,9 +3,9 @@
 //! not validate is rejected and the previous state keeps running.
 
 use crate::{seeds, settled, sim_with_hosts};
-use vt_fleet::controller::core::CommitOutcome;
-use vt_fleet::controller::events::kind;
-use vt_fleet::plan::WorkloadKey;
+use vt_control::core::CommitOutcome;
+use vt_plan::events::kind;
+use vt_plan::WorkloadKey;
 use vt_sim::{qualified, Repo, Sim};
 
 #[test]
@@ -156,9 +156,9 @@ fn scaling_keeps_the_running_instances() {
                 .filter(|i| i.instance.phase.is_live())
                 .collect();
             live.len() == 3
-                && live.iter().all(|i| {
-                    i.instance.release == 2 && i.instance.phase == vt_fleet::plan::Phase::Healthy
-                })
+                && live
+                    .iter()
+                    .all(|i| i.instance.release == 2 && i.instance.phase == vt_plan::Phase::Healthy)
         };
         sim.run_until(adopted, 60_000);
         let after = live_ids(&sim, &prod);

@@ -4,7 +4,7 @@
 
 use crate::{guard_rollout, seeds, settled, sim_with_hosts};
 use std::collections::BTreeSet;
-use vt_fleet::controller::events::kind;
+use vt_plan::events::kind;
 use vt_sim::{Repo, Rng};
 
 fn rollout_with_restarts(seed: u64, crash: bool) {

@@ -3,8 +3,8 @@
 //! at its progress deadline with the old instances still serving.
 
 use crate::{guard_rollout, healthy, on_hosts, seeds, settled, sim_with_hosts};
-use vt_fleet::controller::events::kind;
-use vt_fleet::plan::{Phase, RolloutStatus};
+use vt_plan::events::kind;
+use vt_plan::{Phase, RolloutStatus};
 use vt_sim::Repo;
 
 #[test]

@@ -2,7 +2,7 @@
 //! to stop it, by leaving it out of its assignments.
 
 use crate::{seeds, settled, sim_with_hosts};
-use vt_fleet::controller::events::kind;
+use vt_plan::events::kind;
 use vt_sim::Repo;
 
 #[test]

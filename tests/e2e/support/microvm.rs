@@ -6,9 +6,9 @@ use super::fleet::{Controller, FleetDir};
 use super::process::Proc;
 use super::Sandbox;
 use std::path::Path;
-use vt_fleet::host::image::testing::{build_image, push, require, Registry};
-use vt_fleet::host::image::ImageConfig;
-use vt_fleet::host::microvm::artifacts::{guest_dir, GuestArtifacts};
+use vt_host::image::testing::{build_image, push, require, Registry};
+use vt_host::image::ImageConfig;
+use vt_host::microvm::artifacts::{guest_dir, GuestArtifacts};
 
 /// Held by each test that boots microVMs: under TCG two such tests at once
 /// starve each other's guests (health checks time out), so they take turns.

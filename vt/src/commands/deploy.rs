@@ -11,9 +11,9 @@ use crate::git_ops::{self, GitError};
 use crate::output::Style;
 use std::path::Path;
 use std::time::Instant;
-use vt_fleet::controller::preview::Preview;
-use vt_fleet::controller::views::matches;
-use vt_fleet::host::image::{Auth, ImageStore};
+use vt_control::views::matches;
+use vt_host::image::{Auth, ImageStore};
+use vt_plan::preview::Preview;
 
 /// Runs `vt deploy`.
 pub fn run(g: &Global, args: &DeployArgs) -> Result<(), CliError> {

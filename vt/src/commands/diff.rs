@@ -9,9 +9,9 @@ use crate::error::{CliError, Exit};
 use crate::output::{self, Style};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use vt_fleet::controller::preview::{self, Baseline, Preview, Step};
-use vt_fleet::controller::releases::CommitInfo;
-use vt_fleet::plan::{Host, HostStatus};
+use vt_plan::preview::{self, Baseline, Preview, Step};
+use vt_plan::releases::CommitInfo;
+use vt_plan::{Host, HostStatus};
 use vt_repo::{DesiredState, ResourceDiff, Snapshot};
 use vt_sim::{Prediction, TopologyHost};
 
@@ -118,7 +118,7 @@ pub fn report(g: &Global, args: &DiffArgs) -> Result<DiffReport, CliError> {
             known
         });
     let (base_rev, head_rev) = revisions(args.range.as_deref(), fleet_commit.as_deref())?;
-    let now = vt_fleet::controller::daemon::now();
+    let now = vt_wire::clock::now();
     let panicked = || CliError::new(Exit::Failure, "E_INTERNAL", "a thread of vt diff panicked");
     // Two threads: both trees load at once, then the simulated fleet runs
     // the base while the semantic diff is made; loading is most of the time
@@ -228,7 +228,7 @@ fn commit_info(root: &Path, snapshot: &Snapshot) -> CommitInfo {
             .unwrap_or_else(|| "working-tree".into()),
         author,
         message: snapshot.origin.clone(),
-        time: vt_fleet::controller::daemon::now(),
+        time: vt_wire::clock::now(),
     }
 }
 

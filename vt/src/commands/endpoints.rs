@@ -7,7 +7,7 @@ use crate::error::{CliError, Exit};
 use crate::output::{self, Table};
 use std::net::SocketAddr;
 use std::path::Path;
-use vt_fleet::controller::endpoint_views::{EndpointView, UsageView};
+use vt_control::endpoint_views::{EndpointView, UsageView};
 
 /// `vt edge run`.
 pub fn run_edge(
@@ -17,7 +17,7 @@ pub fn run_edge(
     state_dir: &Path,
     assign_to: Option<String>,
 ) -> Result<(), CliError> {
-    vt_fleet::wire::validate_name(name)
+    vt_wire::validate_name(name)
         .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", format!("--name: {e}")))?;
     let opts = vt_edge::EdgeOptions {
         controller,
@@ -28,13 +28,7 @@ pub fn run_edge(
     };
     runtime()?
         .block_on(vt_edge::run(opts, ctrl_c()))
-        .map_err(|e| {
-            CliError::new(
-                Exit::Failure,
-                "E_EDGE",
-                vt_fleet::controller::error_chain(&e),
-            )
-        })
+        .map_err(|e| CliError::new(Exit::Failure, "E_EDGE", vt_wire::error_chain(&e)))
 }
 
 /// An endpoint's addresses with its port: `[fd76:7400:e::1]:80, 198.51.100.1:80`.

@@ -8,15 +8,15 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 use vt_fleet::controller::{daemon, setup};
-use vt_fleet::host::agent::{self, AgentOptions};
-use vt_fleet::host::image::{Auth, ImageStore};
-use vt_fleet::host::microvm::artifacts::{self, GuestArtifacts};
-use vt_fleet::host::microvm::launch::Accel;
-use vt_fleet::host::microvm::supervisor::Context;
-use vt_fleet::host::microvm::MicrovmRuntime;
-use vt_fleet::host::sim_runtime::SimRuntime;
-use vt_fleet::wire::messages::HostRegistration;
-use vt_fleet::wire::{Enroller, Role};
+use vt_host::agent::{self, AgentOptions};
+use vt_host::image::{Auth, ImageStore};
+use vt_host::microvm::artifacts::{self, GuestArtifacts};
+use vt_host::microvm::launch::Accel;
+use vt_host::microvm::supervisor::Context;
+use vt_host::microvm::MicrovmRuntime;
+use vt_host::sim_runtime::SimRuntime;
+use vt_wire::messages::HostRegistration;
+use vt_wire::{Enroller, Role};
 
 pub(crate) fn setup_error(e: setup::SetupError) -> CliError {
     let exit = match e {
@@ -249,7 +249,7 @@ pub fn host(
     let drain = vt_repo::Duration::parse(choice.drain_timeout)
         .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", format!("--drain-timeout: {e}")))?;
     let tokio = runtime()?;
-    let rt: Box<dyn vt_fleet::host::Runtime> = match choice.name {
+    let rt: Box<dyn vt_host::Runtime> = match choice.name {
         "sim" => {
             let boot = vt_repo::Duration::parse(choice.sim_boot)
                 .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", format!("--sim-boot: {e}")))?;
@@ -346,7 +346,7 @@ pub fn registration(
     }
     let usage =
         |flag: &str, e: String| CliError::new(Exit::Usage, "E_USAGE", format!("--{flag}: {e}"));
-    vt_fleet::wire::validate_name(name).map_err(|e| usage("name", e.to_string()))?;
+    vt_wire::validate_name(name).map_err(|e| usage("name", e.to_string()))?;
     Ok(HostRegistration {
         name: name.to_string(),
         region: region.to_string(),

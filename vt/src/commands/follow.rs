@@ -10,9 +10,9 @@ use crate::error::{CliError, Exit};
 use crate::output::{self, Style};
 use serde::Serialize;
 use std::time::{Duration, Instant};
-use vt_fleet::controller::events::Event;
-use vt_fleet::controller::views::{DescribeView, ReleaseView, StatusView, WorkloadStatus};
-use vt_fleet::plan::{Phase, RolloutStatus};
+use vt_control::views::{DescribeView, ReleaseView, StatusView, WorkloadStatus};
+use vt_plan::events::Event;
+use vt_plan::{Phase, RolloutStatus};
 
 /// How often the controller is asked.
 const POLL: Duration = Duration::from_millis(250);

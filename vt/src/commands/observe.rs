@@ -5,14 +5,14 @@ use crate::cli::{Global, Output};
 use crate::client::{format_time, Client};
 use crate::error::CliError;
 use crate::output::{self, Style, Table};
-use vt_fleet::controller::events::Event;
-use vt_fleet::controller::git_source::WORKTREE_PREFIX;
-use vt_fleet::controller::views::{
+use vt_control::views::{
     DescribeView, HostView, InstanceView, ReleaseView, SourceView, StatusView, WorkloadStatus,
 };
-use vt_fleet::plan::backoff::Summary;
-use vt_fleet::plan::RolloutStatus;
-use vt_fleet::wire::messages::LogLine;
+use vt_fleet::controller::git_source::WORKTREE_PREFIX;
+use vt_plan::backoff::Summary;
+use vt_plan::events::Event;
+use vt_plan::RolloutStatus;
+use vt_wire::messages::LogLine;
 
 fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
@@ -36,7 +36,7 @@ fn rollout_text(w: &WorkloadStatus) -> String {
 /// Each failing place of a workload, as of the local clock: "region r1:
 /// release 2 failed 6 times in a row …; next try in 32s: …".
 fn backoff_lines(w: &WorkloadStatus) -> Vec<String> {
-    let now = vt_fleet::controller::daemon::now();
+    let now = vt_wire::clock::now();
     w.backoffs
         .iter()
         .map(|b| Summary { backoff: b, now }.to_string())
@@ -354,11 +354,7 @@ pub fn events(global: &Global, client: &Client, args: EventsArgs) -> Result<(), 
                     format!("--since: {e}"),
                 )
             })?;
-            Some(
-                vt_fleet::controller::daemon::now()
-                    .saturating_sub(d.0)
-                    .to_string(),
-            )
+            Some(vt_wire::clock::now().saturating_sub(d.0).to_string())
         }
         None => None,
     };
@@ -447,11 +443,7 @@ fn ago(flag: &str, value: &Option<String>) -> Result<Option<String>, CliError> {
         .as_ref()
         .map(|d| {
             vt_repo::Duration::parse(d)
-                .map(|d| {
-                    vt_fleet::controller::daemon::now()
-                        .saturating_sub(d.0)
-                        .to_string()
-                })
+                .map(|d| vt_wire::clock::now().saturating_sub(d.0).to_string())
                 .map_err(|e| {
                     CliError::new(
                         crate::error::Exit::Usage,

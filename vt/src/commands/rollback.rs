@@ -15,8 +15,8 @@ use git2::{Commit, Oid, Repository, Tree};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::Path;
-use vt_fleet::controller::releases::{spec_hash, Release};
-use vt_fleet::plan::WorkloadKey;
+use vt_plan::releases::{spec_hash, Release};
+use vt_plan::WorkloadKey;
 use vt_repo::{DesiredState, Snapshot};
 
 /// A pull request that was opened.

@@ -4,7 +4,7 @@ use crate::cli::Global;
 use crate::client::Client;
 use crate::error::{CliError, Exit};
 use crate::output::{self, Table};
-use vt_fleet::controller::views::VolumeView;
+use vt_control::views::VolumeView;
 
 fn size(bytes: u64) -> String {
     vt_repo::ByteSize(bytes).to_string()

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use vt_fleet::controller::git_source::IMAGE_PINS_FILE;
-use vt_fleet::host::image::build::{build_image_with, push, BuildOptions, Stamp};
-use vt_fleet::host::image::ImageConfig;
+use vt_host::image::build::{build_image_with, push, BuildOptions, Stamp};
+use vt_host::image::ImageConfig;
 
 /// The tag every build is pushed as.
 const TAG: &str = "dev";

@@ -35,11 +35,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use topology::DevHost;
 use view::{say, Timing};
+use vt_control::views::HostView;
 use vt_fleet::controller::git_source::WORKTREE_PREFIX;
 use vt_fleet::controller::setup::{self, Settings, SetupError};
-use vt_fleet::controller::views::HostView;
-use vt_fleet::host::image::local_registry::LocalRegistry;
-use vt_fleet::wire::Role as JoinRole;
+use vt_host::image::local_registry::LocalRegistry;
+use vt_wire::Role as JoinRole;
 use watch::Msg;
 
 /// The edge's name.
@@ -62,7 +62,7 @@ fn shown(root: &Path, path: &Path) -> String {
 /// Runs `vt dev` until Ctrl-C or SIGTERM.
 pub fn run(g: &Global, args: &DevArgs) -> Result<(), CliError> {
     let mut timing = Timing::new();
-    let since = vt_fleet::controller::daemon::now();
+    let since = vt_wire::clock::now();
     // Ctrl-C is handled from the start: what has started then stops in order.
     let (tx, rx) = mpsc::channel();
     watch::signals(tx.clone()).map_err(io_error("cannot handle signals"))?;

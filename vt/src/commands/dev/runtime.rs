@@ -6,9 +6,9 @@ use crate::error::{CliError, Exit};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vt_fleet::host::image::find_program;
-use vt_fleet::host::microvm::artifacts::{self, GuestArtifacts};
-use vt_fleet::host::microvm::launch::Accel;
+use vt_host::image::find_program;
+use vt_host::microvm::artifacts::{self, GuestArtifacts};
+use vt_host::microvm::launch::Accel;
 
 /// The hosts' runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,11 +6,11 @@ use crate::commands::observe::{event_line, log_line};
 use crate::output::Style;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
-use vt_fleet::controller::endpoint_views::EndpointView;
-use vt_fleet::controller::events::Event;
-use vt_fleet::controller::views::StatusView;
-use vt_fleet::plan::Phase;
-use vt_fleet::wire::messages::LogLine;
+use vt_control::endpoint_views::EndpointView;
+use vt_control::views::StatusView;
+use vt_plan::events::Event;
+use vt_plan::Phase;
+use vt_wire::messages::LogLine;
 
 fn tagged(tag: &str, text: &str) {
     let s = Style::stdout();
@@ -61,8 +61,8 @@ pub fn render(view: &View) -> Vec<String> {
     }
     for w in workloads {
         let rollout = match w.rollout.as_ref().map(|r| &r.status) {
-            Some(vt_fleet::plan::RolloutStatus::Progressing) => ", rolling out",
-            Some(vt_fleet::plan::RolloutStatus::Halted { .. }) => ", rollout halted",
+            Some(vt_plan::RolloutStatus::Progressing) => ", rolling out",
+            Some(vt_plan::RolloutStatus::Halted { .. }) => ", rollout halted",
             _ => "",
         };
         out.push(format!(

@@ -9,10 +9,10 @@ use crate::client::Client;
 use std::collections::BTreeSet;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
-use vt_fleet::controller::endpoint_views::EndpointView;
-use vt_fleet::controller::events::Event;
-use vt_fleet::controller::views::StatusView;
-use vt_fleet::wire::messages::LogLine;
+use vt_control::endpoint_views::EndpointView;
+use vt_control::views::StatusView;
+use vt_plan::events::Event;
+use vt_wire::messages::LogLine;
 
 /// Something for the main loop.
 #[derive(Debug)]

@@ -1,0 +1,61 @@
+//! The wire protocol: fleet CA, join tokens, mutual-TLS QUIC endpoints and message framing.
+//!
+//! - [`FleetCa`] mints the fleet's CA (`vt fleet init`) and issues every node an
+//!   [`Identity`] whose certificate names its [`Role`] and name (`<name>.<role>.vt`).
+//! - A join [`Token`] lets a new host or edge [`enroll`]; the controller's side is an
+//!   [`Enroller`].
+//! - [`server_endpoint`] and [`client_endpoint`] build QUIC endpoints that trust the fleet
+//!   CA alone; [`peer_of`] and [`require_peer`] tell a server who is connected.
+//! - [`frame`] carries JSON messages on QUIC streams; [`messages`] are what the controller,
+//!   hosts and edges say with them.
+//! - [`tunnel`] is the edge → host stream header; [`proxy_v2`] the PROXY protocol v2
+//!   header a host writes to an app.
+//! - [`clock`] reads the wall clock for every daemon, [`command`] runs `ip`/`nft` for
+//!   hosts and edges, [`error_chain`] renders an error with its causes.
+
+mod ca;
+pub mod clock;
+pub mod command;
+mod endpoint;
+mod enroll;
+mod error;
+mod files;
+pub mod frame;
+pub mod messages;
+mod peer;
+mod pin;
+pub mod proxy_v2;
+mod role;
+mod token;
+pub mod tunnel;
+
+#[cfg(test)]
+mod testkit;
+
+/// An error and its causes, joined with ": ".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+pub use ca::{
+    CaCert, Fingerprint, FleetCa, Identity, CA_CERT_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE,
+};
+pub use endpoint::{
+    client_endpoint, connect, server_endpoint, ClientAuth, ALPN, IDLE_TIMEOUT, KEEP_ALIVE,
+    MAX_STREAMS,
+};
+pub use enroll::{
+    enroll, node_identity, EnrollRequest, EnrollResponse, Enroller, Enrolment, NodeError,
+    ENROL_TIMEOUT,
+};
+pub use error::WireError;
+pub use peer::{peer_id_from_cert, peer_of, require_peer};
+pub use role::{validate_name, PeerId, Role, CONTROLLER_SERVER_NAME};
+pub use token::{Claims, Token, TokenSecret, TOKEN_SECRET_FILE};
