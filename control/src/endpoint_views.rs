@@ -2,7 +2,7 @@
 //! (`GET /v1/usage`): pure functions of the controller's state.
 
 use crate::core::Controller;
-use crate::views::matches;
+use crate::filter::matches;
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use vt_plan::addresses::{endpoint_id, OrgUsage};

@@ -7,5 +7,6 @@
 
 pub mod core;
 pub mod endpoint_views;
+pub mod filter;
 pub mod store;
 pub mod views;

@@ -3,6 +3,7 @@
 //! renders.
 
 use crate::core::{Controller, HostRecord, InstanceRecord, Pending};
+pub use crate::filter::matches;
 use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -156,15 +157,6 @@ pub struct HostView {
     pub instances: usize,
     /// Last heard from.
     pub last_seen: Millis,
-}
-
-/// Whether a qualified env name `org/project/app/env` matches an app name
-/// (`web`, `shop/web`, `acme/shop/web`) and an optional env name.
-pub fn matches(name: &str, app: &str, env: Option<&str>) -> bool {
-    let Some((app_name, env_name)) = name.rsplit_once('/') else {
-        return false;
-    };
-    (app_name == app || app_name.ends_with(&format!("/{app}"))) && env.is_none_or(|e| e == env_name)
 }
 
 fn status_of(c: &Controller, release: &Release, active: bool) -> WorkloadStatus {
@@ -417,18 +409,5 @@ pub fn baseline(c: &Controller) -> vt_plan::preview::Baseline {
             .map(|(r, _)| r)
             .collect(),
         observed: c.observed(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::matches;
-
-    #[test]
-    fn app_and_env_names_match_by_suffix() {
-        assert!(matches("acme/shop/web/prod", "web", None));
-        assert!(matches("acme/shop/web/prod", "shop/web", Some("prod")));
-        assert!(!matches("acme/shop/web/prod", "eb", None));
-        assert!(!matches("acme/shop/web/prod", "web", Some("dev")));
     }
 }

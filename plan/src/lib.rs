@@ -86,6 +86,7 @@ mod tests;
 
 use observe::Index;
 use replicas::{RegionPlan, Revive};
+pub use rollout::record_rollout;
 use schedule::{Ledger, Placement, Request};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

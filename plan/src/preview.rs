@@ -11,8 +11,7 @@
 
 use crate::releases::{plan_releases, CommitInfo, Release};
 use crate::{
-    plan, Action, Desired, Millis, Observed, Phase, RolloutState, RolloutStatus, VolumePlacement,
-    Workload, WorkloadKey,
+    plan, Action, Desired, Millis, Observed, Phase, VolumePlacement, Workload, WorkloadKey,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -670,50 +669,16 @@ fn action_key(action: &Action) -> &WorkloadKey {
     }
 }
 
-/// Keeps the rollout records the way the controller does.
+/// Keeps the rollout records as the controller does ([`crate::record_rollout`]).
 fn record_rollout(observed: &mut Observed, action: &Action, t: Millis) {
-    let (key, release) = match action {
-        Action::RolloutStarted { key, release }
-        | Action::RolloutProgressed { key, release, .. }
-        | Action::RolloutCompleted { key, release }
-        | Action::RolloutHalted { key, release, .. } => (key, *release),
-        _ => return,
-    };
+    let key = action_key(action);
     let pos = observed.rollouts.iter().position(|r| &r.key == key);
-    match action {
-        Action::RolloutStarted { .. } => {
-            let state = RolloutState {
-                key: key.clone(),
-                release,
-                started: t,
-                last_progress: t,
-                healthy: 0,
-                status: RolloutStatus::Progressing,
-            };
-            match pos {
-                Some(p) => observed.rollouts[p] = state,
-                None => observed.rollouts.push(state),
-            }
+    let current = pos.map(|p| &observed.rollouts[p]);
+    if let Some(state) = crate::record_rollout(current, action, t) {
+        match pos {
+            Some(p) => observed.rollouts[p] = state,
+            None => observed.rollouts.push(state),
         }
-        Action::RolloutProgressed { healthy, .. } => {
-            if let Some(p) = pos {
-                observed.rollouts[p].last_progress = t;
-                observed.rollouts[p].healthy = *healthy;
-            }
-        }
-        Action::RolloutCompleted { .. } => {
-            if let Some(p) = pos {
-                observed.rollouts[p].status = RolloutStatus::Completed;
-            }
-        }
-        Action::RolloutHalted { reason, .. } => {
-            if let Some(p) = pos {
-                observed.rollouts[p].status = RolloutStatus::Halted {
-                    reason: reason.clone(),
-                };
-            }
-        }
-        _ => {}
     }
 }
 

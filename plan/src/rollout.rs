@@ -114,3 +114,86 @@ pub(super) fn advance(
     }
     gate
 }
+
+/// The rollout record of a workload after `action` at `now`, given its
+/// record before (`current`): what [`RolloutState`] documents, kept in one
+/// place for the controller and the preview. `RolloutStarted` makes a new
+/// record; `RolloutProgressed` moves `last_progress` and `healthy` and
+/// resumes a halted rollout; `RolloutCompleted` and `RolloutHalted` set the
+/// status. `None` when `action` is not a rollout action or has no record to
+/// update.
+pub fn record_rollout(
+    current: Option<&RolloutState>,
+    action: &Action,
+    now: Millis,
+) -> Option<RolloutState> {
+    match action {
+        Action::RolloutStarted { key, release } => Some(RolloutState {
+            key: key.clone(),
+            release: *release,
+            started: now,
+            last_progress: now,
+            healthy: 0,
+            status: RolloutStatus::Progressing,
+        }),
+        Action::RolloutProgressed { healthy, .. } => current.map(|c| RolloutState {
+            last_progress: now,
+            healthy: *healthy,
+            status: RolloutStatus::Progressing,
+            ..c.clone()
+        }),
+        Action::RolloutCompleted { .. } => current.map(|c| RolloutState {
+            status: RolloutStatus::Completed,
+            ..c.clone()
+        }),
+        Action::RolloutHalted { reason, .. } => current.map(|c| RolloutState {
+            status: RolloutStatus::Halted {
+                reason: reason.clone(),
+            },
+            ..c.clone()
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::WorkloadKey;
+
+    #[test]
+    fn records_start_progress_halt_resume_and_completion() {
+        let key = WorkloadKey::default();
+        let started = Action::RolloutStarted {
+            key: key.clone(),
+            release: 2,
+        };
+        let s = record_rollout(None, &started, 10).unwrap_or_else(|| panic!("a record"));
+        assert_eq!((s.started, s.last_progress, s.healthy), (10, 10, 0));
+        let halted = Action::RolloutHalted {
+            key: key.clone(),
+            release: 2,
+            reason: "stuck".into(),
+        };
+        let h = record_rollout(Some(&s), &halted, 20).unwrap_or_else(|| panic!("a record"));
+        assert!(matches!(h.status, RolloutStatus::Halted { .. }));
+        assert_eq!(h.last_progress, 10, "a halt is not progress");
+        let progressed = Action::RolloutProgressed {
+            key: key.clone(),
+            release: 2,
+            healthy: 1,
+        };
+        let p = record_rollout(Some(&h), &progressed, 30).unwrap_or_else(|| panic!("a record"));
+        assert_eq!(
+            (p.status.clone(), p.last_progress, p.healthy),
+            (RolloutStatus::Progressing, 30, 1),
+            "progress after a halt resumes the rollout"
+        );
+        let done = Action::RolloutCompleted { key, release: 2 };
+        assert_eq!(
+            record_rollout(Some(&p), &done, 40).map(|c| c.status),
+            Some(RolloutStatus::Completed)
+        );
+        assert_eq!(record_rollout(None, &done, 40), None);
+    }
+}

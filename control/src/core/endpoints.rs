@@ -44,19 +44,19 @@ impl Controller {
         for record in &result.usage {
             let seq = self.next_usage;
             self.next_usage += 1;
-            self.batch.put(format!("usage/{seq:012}"), record);
+            self.journal.put(format!("usage/{seq:012}"), record);
         }
         for change in result.changes {
             self.address_event(change, now);
         }
         for id in self.addresses.keys() {
             if !result.addresses.contains_key(id) {
-                self.batch.delete(format!("addr/{id}"));
+                self.journal.delete(format!("addr/{id}"));
             }
         }
         for (id, address) in &result.addresses {
             if self.addresses.get(id) != Some(address) {
-                self.batch.put(format!("addr/{id}"), address);
+                self.journal.put(format!("addr/{id}"), address);
             }
         }
         self.addresses = result.addresses;
@@ -129,7 +129,7 @@ impl Controller {
         };
         let mut fields = fields;
         fields["endpoint"] = json!(endpoint);
-        self.emit(
+        self.journal.emit(
             Event::new(kind, now, message)
                 .for_workload(&name)
                 .fields(fields),
@@ -212,7 +212,7 @@ impl Controller {
                 endpoints: Vec::new(),
             },
         );
-        self.emit(
+        self.journal.emit(
             Event::new(kind::EDGE_CONNECTED, now, format!("edge {edge} connected"))
                 .fields(json!({"edge": edge})),
         );
@@ -266,7 +266,7 @@ impl Controller {
             .collect();
         let any = !named.is_empty();
         for e in named {
-            self.emit(e);
+            self.journal.emit(e);
         }
         let state = self.edges.entry(edge.to_string()).or_insert(EdgeState {
             connected: now,
@@ -281,7 +281,7 @@ impl Controller {
     /// An edge's session ended.
     pub fn edge_disconnected(&mut self, edge: &str, now: Millis) {
         if self.edges.remove(edge).is_some() {
-            self.emit(
+            self.journal.emit(
                 Event::new(
                     kind::EDGE_DISCONNECTED,
                     now,

@@ -64,8 +64,8 @@ impl Controller {
         }
         let summary = backoff::Summary { backoff: &b, now }.to_string();
         let (name, host) = (rec.name.clone(), i.host.clone());
-        self.batch.put(store_key.clone(), &b);
-        self.emit(
+        self.journal.put(store_key.clone(), &b);
+        self.journal.emit(
             Event::new(kind::INSTANCE_BACKOFF, now, format!("{name} {summary}"))
                 .reason(reason)
                 .for_workload(&name)
@@ -83,7 +83,7 @@ impl Controller {
         };
         let store_key = record_key(&i.key, &i.region, i.slot);
         if self.backoffs.remove(&store_key).is_some() {
-            self.batch.delete(store_key);
+            self.journal.delete(store_key);
         }
     }
 
@@ -104,7 +104,7 @@ impl Controller {
             .collect();
         for k in stale {
             self.backoffs.remove(&k);
-            self.batch.delete(k);
+            self.journal.delete(k);
         }
     }
 

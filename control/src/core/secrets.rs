@@ -3,7 +3,7 @@
 //! versions are kept beside it (`sealed/<app>/<env>/<release>`), still
 //! encrypted: the records never hold a clear value. The session layer opens
 //! them with the fleet's keys when it sends an assignment
-//! ([`crate::controller::sessions`]).
+//! (`vt_fleet::controller::sessions`).
 
 use super::{key_path, Controller};
 use serde::{Deserialize, Serialize};
@@ -63,7 +63,7 @@ impl Controller {
                 })
             })
             .collect();
-        self.batch
+        self.journal
             .put(sealed_key(&release.key, release.number), &sealed);
     }
 
@@ -110,7 +110,7 @@ impl Controller {
                     )
                 })
                 .collect();
-            self.emit(
+            self.journal.emit(
                 Event::new(
                     SECRETS_SIGNALLED,
                     now,

@@ -8,7 +8,7 @@
 //! interactive session over a WebSocket (stdin, a terminal, resizes), whose
 //! query and messages are documented in [`crate::controller::attach`].
 
-use crate::controller::daemon::Shared;
+use crate::controller::shared::Shared;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{self, Sse};

@@ -48,7 +48,7 @@
 //!   up: the process gets SIGHUP.
 
 use crate::controller::api::{exec_target, ApiError};
-use crate::controller::daemon::Shared;
+use crate::controller::shared::Shared;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;

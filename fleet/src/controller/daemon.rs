@@ -5,12 +5,12 @@
 //! ([`super::api`]).
 
 use crate::controller::git_source::{self, GitSource, GitSourceError, Location};
-use crate::controller::setup::{self, Keys, Settings, SetupError, STATE_FILE};
+use crate::controller::setup::{self, Keys, SetupError, STATE_FILE};
+use crate::controller::shared::Shared;
 use crate::controller::{api, sessions};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, watch, Notify};
 use tracing::{info, info_span, warn, Instrument};
 use vt_control::core::{Config, Controller};
 use vt_control::store::{Store, StoreError};
@@ -42,67 +42,6 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// What the tasks share.
-pub struct Shared {
-    controller: Mutex<Controller>,
-    /// Bumped after every change that may alter assignments or routes.
-    pub changed: watch::Sender<u64>,
-    /// Every recorded event, for `vt events -f`.
-    pub events: broadcast::Sender<Event>,
-    /// Messages waiting to be sent to a host's session (volume deletions).
-    pub host_commands:
-        Mutex<std::collections::BTreeMap<String, Vec<vt_wire::messages::ControllerMessage>>>,
-    /// Connections of the hosts in session, by name (for exec).
-    pub host_conns: Mutex<std::collections::BTreeMap<String, quinn::Connection>>,
-    /// Every log line hosts ship, for `vt logs -f`.
-    pub logs: broadcast::Sender<vt_wire::messages::LogLine>,
-    /// Asks the git task to look at the repository now.
-    pub git_kick: Notify,
-    /// Asks the ticker to reconcile now.
-    pub tick_kick: Notify,
-    /// Settings in force.
-    pub settings: Settings,
-    /// The state directory.
-    pub state_dir: PathBuf,
-    /// The fleet's age identities, for secrets ([`crate::controller::delivery`]).
-    pub keyring: std::sync::RwLock<vt_repo::secrets::Keyring>,
-    /// The tracked branch as the git task last found it, for `vt status`.
-    pub source: Mutex<SourceView>,
-}
-
-impl Shared {
-    /// Locks the controller (a poisoned lock is taken over: the core's state
-    /// is consistent between calls).
-    pub fn lock(&self) -> MutexGuard<'_, Controller> {
-        self.controller.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The tracked branch as the git task last found it.
-    pub fn source_view(&self) -> SourceView {
-        self.source
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Flushes the controller's changes, publishes the events and wakes sessions.
-    pub fn commit(&self, controller: &mut Controller) {
-        match controller.flush() {
-            Ok(events) => {
-                if !events.is_empty() {
-                    for e in events {
-                        let _ = self.events.send(e);
-                    }
-                }
-                self.changed.send_modify(|v| *v += 1);
-            }
-            Err(e) => {
-                warn!(error = %vt_wire::error_chain(&e), "cannot write the state database")
-            }
-        }
-    }
 }
 
 /// Options of `vt fleet run` that override `fleet.json`.
@@ -167,20 +106,13 @@ pub async fn run(
         settings.repo, settings.branch
     );
 
-    let shared = Arc::new(Shared {
-        controller: Mutex::new(controller),
-        changed: watch::channel(0).0,
-        events: broadcast::channel(4096).0,
-        logs: broadcast::channel(8192).0,
-        host_conns: Mutex::new(std::collections::BTreeMap::new()),
-        host_commands: Mutex::new(std::collections::BTreeMap::new()),
-        git_kick: Notify::new(),
-        tick_kick: Notify::new(),
-        settings: settings.clone(),
-        state_dir: state_dir.to_path_buf(),
-        keyring: std::sync::RwLock::new(keyring),
-        source: Mutex::new(source_view(&source)),
-    });
+    let shared = Arc::new(Shared::new(
+        controller,
+        settings.clone(),
+        state_dir.to_path_buf(),
+        keyring,
+        source_view(&source),
+    ));
     let enroller = Arc::new(vt_wire::Enroller::new(
         ca,
         secret,
@@ -267,7 +199,7 @@ async fn git_task(shared: Arc<Shared>, source: GitSource) {
                     if let (Some(head), Some(snapshot)) = (refreshed.head, snapshot) {
                         if controller.meta().last_seen.as_deref() != Some(head.sha.as_str()) {
                             let mut loaded = vt_repo::load(&snapshot);
-                            crate::controller::delivery::check_commit(&shared, &mut loaded);
+                            shared.check_secrets(&mut loaded);
                             let outcome = controller.apply_commit(&head, &loaded, now());
                             info!(commit = %head.sha, ?outcome, "applied commit");
                             controller.tick(now());

@@ -9,3 +9,4 @@ pub mod delivery;
 pub mod git_source;
 pub mod sessions;
 pub mod setup;
+pub mod shared;

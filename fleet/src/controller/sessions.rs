@@ -3,7 +3,7 @@
 //! and receives its assignments; an edge receives the routing table. Sessions
 //! push whenever the controller's state changes ([`Shared::changed`]).
 
-use crate::controller::daemon::Shared;
+use crate::controller::shared::Shared;
 use std::sync::Arc;
 use tracing::{debug, info, info_span, warn, Instrument};
 use vt_wire::clock::now;
@@ -115,7 +115,7 @@ async fn host_loop(
         if last_sent.as_ref() != Some(&assignments) {
             // Secrets are opened here, at send time, and kept nowhere.
             let mut instances = assignments.clone();
-            crate::controller::delivery::deliver(shared, &mut instances);
+            shared.deliver_secrets(&mut instances);
             frame::send(send, &ControllerMessage::Assign { instances }).await?;
             last_sent = Some(assignments);
         }
