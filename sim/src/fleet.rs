@@ -11,7 +11,7 @@ use crate::host::{Behaviour, SimHost, Start};
 use crate::rng::Rng;
 use std::collections::BTreeMap;
 use vt_control::core::{CommitOutcome, Config, Controller};
-use vt_control::store::Store;
+use vt_control::store::RedbStore;
 use vt_plan::events::Event;
 use vt_plan::releases::CommitInfo;
 use vt_plan::Millis;
@@ -84,11 +84,12 @@ impl Sim {
 
     /// A simulation with `config`.
     pub fn with_config(seed: u64, config: SimConfig) -> Sim {
-        let controller =
-            match Store::in_memory().and_then(|s| Controller::open(s, config.controller)) {
-                Ok(c) => c,
-                Err(e) => panic!("seed = {seed}: the controller's in-memory store failed: {e}"),
-            };
+        let controller = match RedbStore::in_memory()
+            .and_then(|s| Controller::open(Box::new(s), config.controller))
+        {
+            Ok(c) => c,
+            Err(e) => panic!("seed = {seed}: the controller's in-memory store failed: {e}"),
+        };
         Sim {
             seed,
             config,
@@ -340,7 +341,7 @@ impl Sim {
     /// restart does; hosts must register again.
     fn reopen(&mut self) {
         let cfg = self.config.controller;
-        let fresh = Store::in_memory().and_then(|s| Controller::open(s, cfg));
+        let fresh = RedbStore::in_memory().and_then(|s| Controller::open(Box::new(s), cfg));
         let placeholder = match fresh {
             Ok(c) => c,
             Err(e) => self.fail(&format!("an in-memory store failed: {e}")),

@@ -133,7 +133,7 @@ pub enum CommitOutcome {
 /// The controller's state machine.
 #[derive(Debug)]
 pub struct Controller {
-    store: Store,
+    store: Box<dyn Store>,
     config: Config,
     meta: Meta,
     hosts: BTreeMap<String, HostRecord>,
@@ -197,7 +197,7 @@ fn key_path(key: &WorkloadKey) -> String {
 
 impl Controller {
     /// Loads the controller's memory from `store`.
-    pub fn open(store: Store, config: Config) -> Result<Controller, StoreError> {
+    pub fn open(store: Box<dyn Store>, config: Config) -> Result<Controller, StoreError> {
         let hosts = store
             .scan::<HostRecord>("host/")?
             .into_iter()
@@ -272,13 +272,13 @@ impl Controller {
     }
 
     /// Gives the store back, as a process exit would (unflushed changes are lost).
-    pub fn into_store(self) -> Store {
+    pub fn into_store(self) -> Box<dyn Store> {
         self.store
     }
 
     /// The store, for queries.
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
     }
 
     /// Settings.

@@ -134,7 +134,7 @@ impl Controller {
 mod tests {
     use super::*;
     use crate::core::{CommitOutcome, Config};
-    use crate::store::Store;
+    use crate::store::RedbStore;
     use vt_plan::test_support::{commit, load_files};
     use vt_plan::{Action, Phase};
     use vt_repo::secrets::crypto::NewKey;
@@ -195,8 +195,11 @@ mod tests {
     fn a_signal_secret_change_keeps_instances_and_records_only_sealed_values() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.redb");
-        let mut c = Controller::open(Store::open(&path).expect("store"), Config::default())
-            .expect("controller");
+        let mut c = Controller::open(
+            Box::new(RedbStore::open(&path).expect("store")),
+            Config::default(),
+        )
+        .expect("controller");
         let key = NewKey::generate();
         let mut file = SecretsFile::default();
         set(&mut file, &key, CONFIG_1);

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{info, info_span, warn, Instrument};
 use vt_control::core::{Config, Controller};
-use vt_control::store::{Store, StoreError};
+use vt_control::store::{RedbStore, StoreError};
 use vt_control::views::SourceView;
 use vt_plan::events::{kind, Event};
 use vt_wire::clock::now;
@@ -70,7 +70,7 @@ pub async fn run(
         secret,
         identity,
     } = setup::load_keys(state_dir)?;
-    let store = Store::open(&state_dir.join(STATE_FILE))?;
+    let store = Box::new(RedbStore::open(&state_dir.join(STATE_FILE))?);
     let config = Config {
         lost_after: settings.lost_after_ms,
         pools: settings.pools()?,

@@ -308,13 +308,13 @@ fn a_first_deploy_unplaceable_until_its_deadline_is_placed_once_there_is_room() 
 #[test]
 fn a_vm_restarted_in_place_is_not_replaced_and_halts_the_rollout_as_still_starting() {
     use vt_control::core::{Config, Controller};
-    use vt_control::store::Store;
+    use vt_control::store::RedbStore;
     use vt_plan::releases::CommitInfo;
     use vt_plan::Action;
     use vt_sim::EPOCH;
     use vt_wire::messages::{HostRegistration, InstanceReport};
 
-    let store = Store::in_memory().expect("store");
+    let store = Box::new(RedbStore::in_memory().expect("store"));
     let mut ctl = Controller::open(store, Config::default()).expect("controller");
     let mut repo = Repo::new(&["local"]);
     repo.app("web").progress_deadline("20s").health();

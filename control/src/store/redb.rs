@@ -1,11 +1,9 @@
-//! The controller's memory in redb: one table of JSON records under
-//! `kind/...` keys, and one of events by sequence number. Git is the source of
-//! truth; everything here can be rebuilt from git history plus host reports.
+//! [`RedbStore`]: the controller's state in a local redb file, one table of
+//! records, one of events by sequence number, one of log lines.
 
+use super::{Batch, Store, StoreError};
 use redb::ReadableTable;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use vt_plan::events::{Event, EventFilter};
 use vt_wire::messages::LogLine;
 
@@ -13,102 +11,21 @@ const RECORDS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("
 const EVENTS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("events");
 const LOGS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("logs");
 
-/// Store failures.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Another process (a second controller) has the state open.
-    #[error("{0} is in use by another controller; stop it first or use another --state-dir")]
-    AlreadyOpen(PathBuf),
-    /// The file is not a redb database or is damaged.
-    #[error("{path} is corrupted and was left untouched ({detail}); restore it from a backup or move it away to rebuild from git")]
-    Corrupted {
-        /// The database file.
-        path: PathBuf,
-        /// What redb said.
-        detail: String,
-    },
-    /// Any other database failure.
-    #[error("the state database failed")]
-    Db(#[source] Box<redb::Error>),
-    /// A record did not (de)serialize.
-    #[error("record `{key}` is not valid")]
-    Record {
-        /// Its key.
-        key: String,
-        /// Why.
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-/// A set of changes written in one transaction.
-#[derive(Debug, Default)]
-pub struct Batch {
-    puts: Vec<(String, Vec<u8>)>,
-    deletes: Vec<String>,
-    events: Vec<Event>,
-    expired: Vec<u64>,
-}
-
-impl Batch {
-    /// Stores `value` under `key`.
-    pub fn put<T: Serialize>(&mut self, key: impl Into<String>, value: &T) {
-        let key = key.into();
-        let bytes =
-            serde_json::to_vec(value).unwrap_or_else(|e| unreachable!("records serialize: {e}"));
-        self.deletes.retain(|k| *k != key);
-        self.puts.push((key, bytes));
-    }
-
-    /// Deletes `key`.
-    pub fn delete(&mut self, key: impl Into<String>) {
-        let key = key.into();
-        self.puts.retain(|(k, _)| *k != key);
-        self.deletes.push(key);
-    }
-
-    /// Appends an event (its `seq` must be set).
-    pub fn event(&mut self, event: Event) {
-        self.events.push(event);
-    }
-
-    /// Takes back an event of this batch, if it is one; `false` when it is
-    /// not here (it was written by an earlier batch).
-    pub fn unsend_event(&mut self, seq: u64) -> bool {
-        let before = self.events.len();
-        self.events.retain(|e| e.seq != seq);
-        self.events.len() != before
-    }
-
-    /// Deletes events by sequence number.
-    pub fn expire(&mut self, seqs: Vec<u64>) {
-        self.expired.extend(seqs);
-    }
-
-    /// Whether the batch changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.puts.is_empty()
-            && self.deletes.is_empty()
-            && self.events.is_empty()
-            && self.expired.is_empty()
-    }
-}
-
 /// The redb database.
-pub struct Store {
+pub struct RedbStore {
     db: redb::Database,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Store")
+        f.write_str("RedbStore")
     }
 }
 
-impl Store {
+impl RedbStore {
     /// Opens (or creates) the database at `path`. Refuses a database another
     /// process has open, and never resets a corrupted one.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
         let db = redb::Database::create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen(path.into()),
             redb::DatabaseError::Storage(redb::StorageError::Io(io))
@@ -125,24 +42,26 @@ impl Store {
     }
 
     /// A database in memory, for the simulator and tests.
-    pub fn in_memory() -> Result<Store, StoreError> {
+    pub fn in_memory() -> Result<RedbStore, StoreError> {
         let db = redb::Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(db_err)?;
         Self::init(db)
     }
 
-    fn init(db: redb::Database) -> Result<Store, StoreError> {
+    fn init(db: redb::Database) -> Result<RedbStore, StoreError> {
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(RECORDS).map_err(db_err)?;
         txn.open_table(EVENTS).map_err(db_err)?;
         txn.open_table(LOGS).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
-        Ok(Store { db })
+        Ok(RedbStore { db })
     }
+}
 
+impl Store for RedbStore {
     /// Every record whose key starts with `prefix`, in key order.
-    pub fn scan<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
+    fn scan_raw(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(RECORDS).map_err(db_err)?;
         let mut out = Vec::new();
@@ -152,33 +71,21 @@ impl Store {
             if !key.starts_with(prefix) {
                 break;
             }
-            let record =
-                serde_json::from_slice(value.value()).map_err(|source| StoreError::Record {
-                    key: key.into(),
-                    source,
-                })?;
-            out.push((key.to_string(), record));
+            out.push((key.to_string(), value.value().to_vec()));
         }
         Ok(out)
     }
 
     /// One record.
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+    fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(RECORDS).map_err(db_err)?;
-        let Some(value) = table.get(key).map_err(db_err)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(value.value())
-            .map(Some)
-            .map_err(|source| StoreError::Record {
-                key: key.into(),
-                source,
-            })
+        let value = table.get(key).map_err(db_err)?;
+        Ok(value.map(|v| v.value().to_vec()))
     }
 
     /// Writes a batch in one transaction: all of it or nothing.
-    pub fn write(&self, batch: Batch) -> Result<(), StoreError> {
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -207,7 +114,7 @@ impl Store {
     }
 
     /// Events passing `filter`, oldest first, at most `limit` (the newest ones).
-    pub fn events(&self, filter: &EventFilter, limit: usize) -> Result<Vec<Event>, StoreError> {
+    fn events(&self, filter: &EventFilter, limit: usize) -> Result<Vec<Event>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(EVENTS).map_err(db_err)?;
         let start = filter.after.map_or(0, |a| a + 1);
@@ -231,7 +138,7 @@ impl Store {
     }
 
     /// Appends log lines, keeping at most `keep` lines in all (the oldest go).
-    pub fn append_logs(&self, lines: &[LogLine], keep: u64) -> Result<(), StoreError> {
+    fn append_logs(&self, lines: &[LogLine], keep: u64) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut table = txn.open_table(LOGS).map_err(db_err)?;
@@ -258,7 +165,7 @@ impl Store {
     }
 
     /// Deletes the log lines `expired` says are too old.
-    pub fn prune_logs(&self, expired: impl Fn(&LogLine) -> bool) -> Result<(), StoreError> {
+    fn delete_logs(&self, expired: &dyn Fn(&LogLine) -> bool) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut table = txn.open_table(LOGS).map_err(db_err)?;
@@ -273,11 +180,11 @@ impl Store {
 
     /// Log lines passing `keep`, oldest first, at most `limit` (the newest
     /// ones), with their sequence numbers.
-    pub fn logs(
+    fn read_logs(
         &self,
         after: u64,
         limit: usize,
-        keep: impl Fn(&LogLine) -> bool,
+        keep: &dyn Fn(&LogLine) -> bool,
     ) -> Result<Vec<(u64, LogLine)>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(LOGS).map_err(db_err)?;
@@ -301,7 +208,7 @@ impl Store {
     }
 
     /// The sequence number of the newest event, 0 when there is none.
-    pub fn last_event_seq(&self) -> Result<u64, StoreError> {
+    fn last_event_seq(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(EVENTS).map_err(db_err)?;
         let last = table.last().map_err(db_err)?;
@@ -320,7 +227,7 @@ mod tests {
 
     #[test]
     fn records_and_events_round_trip() {
-        let store = Store::in_memory().expect("store");
+        let store: Box<dyn Store> = Box::new(RedbStore::in_memory().expect("store"));
         let mut batch = Batch::default();
         batch.put("host/h1", &"one");
         batch.put("host/h2", &"two");
@@ -351,7 +258,7 @@ mod tests {
 
     #[test]
     fn log_lines_are_capped_and_pruned_by_age() {
-        let store = Store::in_memory().expect("store");
+        let store: Box<dyn Store> = Box::new(RedbStore::in_memory().expect("store"));
         let line = |time: u64| LogLine {
             instance: "ins_1".into(),
             name: "acme/shop/web/prod".into(),
@@ -387,15 +294,15 @@ mod tests {
     fn a_second_opener_is_refused_and_corruption_is_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.redb");
-        let _first = Store::open(&path).expect("open");
+        let _first = RedbStore::open(&path).expect("open");
         assert!(matches!(
-            Store::open(&path),
+            RedbStore::open(&path),
             Err(StoreError::AlreadyOpen(_))
         ));
 
         let bad = dir.path().join("bad.redb");
         std::fs::write(&bad, vec![7u8; 8192]).expect("write");
-        let err = Store::open(&bad).expect_err("corrupted");
+        let err = RedbStore::open(&bad).expect_err("corrupted");
         assert!(err.to_string().contains("bad.redb"), "{err}");
         assert_eq!(
             std::fs::read(&bad).expect("read"),
