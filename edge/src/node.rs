@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, info_span, warn, Instrument};
+use vt_wire::backoff::Backoff;
 use vt_wire::error_chain;
 use vt_wire::messages::{ControllerMessage, EdgeMessage, Route};
 use vt_wire::{
@@ -70,7 +71,7 @@ pub async fn run(
     let relays = Arc::new(Relays::new(Pool::new(tunnels)));
     let mut listeners = Listeners::new(opts.assign_to.clone());
     let sessions = async {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(3));
         loop {
             let span = info_span!("session", edge = %opts.name, controller = %opts.controller);
             match session(&control, &opts, &relays, &mut listeners)
@@ -79,14 +80,13 @@ pub async fn run(
             {
                 Ok(()) => {
                     info!("the controller closed the session; reconnecting");
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                 }
                 Err(e) => {
-                    warn!(error = %error_chain(&e), retry_in = ?backoff, "session failed; still serving the last routing table")
+                    warn!(error = %error_chain(&e), retry_in = ?backoff.peek(), "session failed; still serving the last routing table")
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(3));
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     };
     tokio::select! {

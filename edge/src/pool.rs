@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
+use vt_wire::backoff::Backoff;
 use vt_wire::{self as wire, PeerId, Role};
 
 /// How long connecting to a host may take.
@@ -43,11 +44,20 @@ pub enum PoolError {
     },
 }
 
-#[derive(Default)]
 struct HostSlot {
     conn: Option<quinn::Connection>,
     down_until: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
+}
+
+impl Default for HostSlot {
+    fn default() -> HostSlot {
+        HostSlot {
+            conn: None,
+            down_until: None,
+            backoff: Backoff::new(MIN_BACKOFF, MAX_BACKOFF),
+        }
+    }
 }
 
 /// The edge's connections to hosts.
@@ -132,7 +142,7 @@ impl Pool {
                 info!(%host, %addr, "tunnel connection to host up");
                 slot.conn = Some(conn.clone());
                 slot.down_until = None;
-                slot.backoff = Duration::ZERO;
+                slot.backoff.reset();
                 Ok(conn)
             }
             failed => {
@@ -140,9 +150,9 @@ impl Pool {
                     Ok(Err(e)) => vt_wire::error_chain(&e),
                     _ => format!("timed out after {CONNECT_TIMEOUT:?}"),
                 };
-                slot.backoff = (slot.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
-                slot.down_until = Some(Instant::now() + slot.backoff);
-                warn!(%host, %addr, %why, backoff = ?slot.backoff, "cannot reach host");
+                let backoff = slot.backoff.next_delay();
+                slot.down_until = Some(Instant::now() + backoff);
+                warn!(%host, %addr, %why, ?backoff, "cannot reach host");
                 Err(PoolError::Connect {
                     host: host.to_string(),
                     why,
@@ -159,9 +169,9 @@ impl Pool {
         if let Some(conn) = slot.conn.take() {
             conn.close(0u32.into(), b"tunnel failed");
         }
-        slot.backoff = (slot.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
-        slot.down_until = Some(Instant::now() + slot.backoff);
-        warn!(%host, backoff = ?slot.backoff, "tunnel to host failed; backing off");
+        let backoff = slot.backoff.next_delay();
+        slot.down_until = Some(Instant::now() + backoff);
+        warn!(%host, ?backoff, "tunnel to host failed; backing off");
     }
 
     /// Forgets hosts no longer in the routing table. Their connections

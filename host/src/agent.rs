@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, info_span, warn, Instrument};
+use vt_wire::backoff::Backoff;
 use vt_wire::clock::now;
 use vt_wire::error_chain;
 use vt_wire::messages::{ControllerMessage, ExecCommand, ExecEvent, HostMessage, HostRegistration};
@@ -79,7 +80,7 @@ pub async fn run(
     let endpoint = wire::client_endpoint(bind, Some(&identity), &ca)?;
     let name = opts.registration.name.clone();
     let sessions = async {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(3));
         loop {
             let span = info_span!("session", host = %name, controller = %opts.controller);
             match session(&endpoint, &opts, runtime.as_mut(), &targets)
@@ -88,12 +89,13 @@ pub async fn run(
             {
                 Ok(()) => {
                     info!("the controller closed the session; reconnecting");
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                 }
-                Err(e) => warn!(error = %error_chain(&e), retry_in = ?backoff, "session failed"),
+                Err(e) => {
+                    warn!(error = %error_chain(&e), retry_in = ?backoff.peek(), "session failed")
+                }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(3));
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     };
     tokio::select! {

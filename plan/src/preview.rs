@@ -44,10 +44,7 @@ impl Baseline {
         o.volumes
             .sort_by(|a, b| (&a.key, &a.region, a.slot).cmp(&(&b.key, &b.region, b.slot)));
         let json = serde_json::to_vec(&o).unwrap_or_default();
-        Sha256::digest(&json)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(Sha256::digest(&json))
     }
 }
 

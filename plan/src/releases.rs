@@ -45,8 +45,7 @@ pub struct Release {
 /// The hash that decides whether a spec changed.
 pub fn spec_hash(spec: &EffectiveSpec) -> String {
     let json = serde_json::to_vec(spec).unwrap_or_default();
-    let digest = Sha256::digest(&json);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(&json))
 }
 
 /// What a new desired state changes: new releases, and workloads that are gone.

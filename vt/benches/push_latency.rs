@@ -211,12 +211,7 @@ impl Controller {
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(self.webhook_secret.as_bytes())
             .expect("any key length");
         mac.update(body.as_bytes());
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = hex::encode(mac.finalize().into_bytes());
         self.agent
             .post(&format!("{}/v1/hooks/git", self.url))
             .set("X-Hub-Signature-256", &format!("sha256={hex}"))

@@ -450,7 +450,8 @@ pub async fn node_identity(
     })?;
     // The controller may be starting or busy: transport failures are retried
     // for a while; a refused token is not.
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
     let started = std::time::Instant::now();
     let enrolment = loop {
         match enroll(controller, token, role, name).await {
@@ -460,9 +461,9 @@ pub async fn node_identity(
                 | WireError::Connect { .. }
                 | WireError::Connection(_)),
             ) if started.elapsed() < ENROL_RETRY_FOR => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "cannot reach the controller to enrol");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot reach the controller to enrol");
+                tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e.into()),
         }

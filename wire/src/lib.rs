@@ -13,8 +13,10 @@
 //! - [`clock`] reads the wall clock for every daemon, [`command`] runs `ip`/`nft` for
 //!   hosts and edges, [`error_chain`] renders an error with its causes.
 
+pub mod backoff;
 mod ca;
 pub mod clock;
+pub mod codes;
 pub mod command;
 mod endpoint;
 mod enroll;

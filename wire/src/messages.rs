@@ -357,11 +357,5 @@ pub fn volume_id(key: &WorkloadKey, name: &str, slot: Option<u32>) -> String {
         slot.map_or(String::new(), |s| s.to_string())
     );
     let digest = sha2::Sha256::digest(text.as_bytes());
-    format!(
-        "vol_{}",
-        digest[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
+    format!("vol_{}", hex::encode(&digest[..8]))
 }

@@ -277,12 +277,7 @@ async fn git_hook(
         )
     })?;
     mac.update(&body);
-    let expected: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let expected = hex::encode(mac.finalize().into_bytes());
     if !constant_time_eq(signature.as_bytes(), expected.as_bytes()) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

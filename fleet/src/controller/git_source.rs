@@ -648,7 +648,7 @@ fn content_id(snapshot: &Snapshot) -> String {
         hash.update((bytes.len() as u64).to_le_bytes());
         hash.update(bytes);
     }
-    let hex: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(hash.finalize());
     format!("{WORKTREE_ID_PREFIX}{}", &hex[..17])
 }
 

@@ -111,7 +111,7 @@ fn random_hex(bytes: usize) -> Result<String, SetupError> {
         path: PathBuf::from("/dev/urandom"),
         source: std::io::Error::other(e.to_string()),
     })?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(buf))
 }
 
 fn write_private(path: &Path, content: &str) -> Result<(), SetupError> {

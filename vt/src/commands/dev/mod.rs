@@ -632,12 +632,7 @@ fn kick(settings: &Settings) -> Result<(), String> {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(settings.webhook_secret.as_bytes())
         .map_err(|e| e.to_string())?;
     mac.update(body);
-    let signature: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let signature = hex::encode(mac.finalize().into_bytes());
     ureq::post(&format!("http://{}/v1/hooks/git", settings.http))
         .set("content-type", "application/json")
         .set("x-hub-signature-256", &format!("sha256={signature}"))
