@@ -8,5 +8,6 @@
 pub mod core;
 pub mod endpoint_views;
 pub mod filter;
+pub mod operations;
 pub mod store;
 pub mod views;

@@ -1,7 +1,7 @@
 //! The controller's HTTP API from the CLI's side: address and token from
 //! flags, environment or the config file, JSON in, [`CliError`] out.
 
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use serde::de::DeserializeOwned;
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -36,7 +36,7 @@ impl Client {
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         let base = controller.map(str::to_string).or(file.controller).ok_or_else(|| {
-            CliError::new(Exit::Usage, "E_NO_CONTROLLER", "no controller address")
+            CliError::new(Exit::Usage, ErrorCode::NoController, "no controller address")
                 .hint("pass --controller http://HOST:PORT, set VT_CONTROLLER, or put {\"controller\", \"token\"} in ~/.config/vt/config.json")
         })?;
         let token = token.map(str::to_string).or(file.token).unwrap_or_default();
@@ -72,7 +72,7 @@ impl Client {
         self.answer(req.send_json(body))?.into_json().map_err(|e| {
             CliError::new(
                 Exit::Failure,
-                "E_CONTROLLER",
+                ErrorCode::Controller,
                 format!("the controller's answer is not valid: {e}"),
             )
         })
@@ -93,7 +93,7 @@ impl Client {
     fn unreachable(&self, e: impl std::fmt::Display) -> CliError {
         CliError::new(
             Exit::Failure,
-            "E_UNREACHABLE",
+            ErrorCode::Unreachable,
             format!("cannot reach the controller at {}: {e}", self.base),
         )
         .hint("is `vt fleet run` running? check --controller / VT_CONTROLLER")
@@ -114,7 +114,7 @@ impl Client {
             _ => {
                 return Err(CliError::new(
                     Exit::Usage,
-                    "E_USAGE",
+                    ErrorCode::Usage,
                     format!(
                         "interactive exec needs a plain http:// controller address, not {}",
                         self.base
@@ -126,7 +126,7 @@ impl Client {
         let token = format!("Bearer {}", self.token).parse().map_err(|_| {
             CliError::new(
                 Exit::Usage,
-                "E_USAGE",
+                ErrorCode::Usage,
                 "the API token is not a valid header value",
             )
         })?;
@@ -154,7 +154,7 @@ impl Client {
         self.request(path, query)?.into_json().map_err(|e| {
             CliError::new(
                 Exit::Failure,
-                "E_CONTROLLER",
+                ErrorCode::Controller,
                 format!("the controller's answer is not valid: {e}"),
             )
         })
@@ -172,7 +172,7 @@ impl Client {
             let line = line.map_err(|e| {
                 CliError::new(
                     Exit::Failure,
-                    "E_UNREACHABLE",
+                    ErrorCode::Unreachable,
                     format!("the event stream broke: {e}"),
                 )
             })?;
@@ -194,12 +194,13 @@ fn status_error(status: u16, body: serde_json::Value) -> CliError {
         .to_string();
     // The API's own stable code, when it gives one.
     let fallback = match status {
-        401 => "E_UNAUTHORIZED",
-        404 => "E_NOT_FOUND",
-        400 => "E_USAGE",
-        _ => "E_CONTROLLER",
+        401 => ErrorCode::Unauthorized,
+        404 => ErrorCode::NotFound,
+        400 => ErrorCode::Usage,
+        _ => ErrorCode::Controller,
     };
-    let code = body["code"].as_str().unwrap_or(fallback).to_string();
+    // A code this build does not know (a newer controller's) is kept as given.
+    let code = body["code"].as_str().map_or(fallback, ErrorCode::parse);
     let exit = match status {
         404 => Exit::NotFound,
         422 => Exit::Failure,
@@ -238,7 +239,26 @@ pub fn format_time(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::format_time;
+    use super::{format_time, status_error};
+    use crate::error::{ErrorCode, Exit};
+    use serde_json::json;
+
+    #[test]
+    fn refusals_keep_the_controllers_code_even_an_unknown_one() {
+        let e = status_error(
+            409,
+            json!({"code": "E_ATTACHED", "message": "attached", "hint": "stop it"}),
+        );
+        assert_eq!(
+            (e.code, e.exit, e.message.as_str(), e.hint.as_deref()),
+            (ErrorCode::Attached, Exit::Failure, "attached", Some("stop it"))
+        );
+        let e = status_error(500, json!({"code": "E_FROM_A_NEWER_CONTROLLER"}));
+        assert_eq!(e.code.as_str(), "E_FROM_A_NEWER_CONTROLLER");
+        let e = status_error(404, json!(null));
+        assert_eq!((e.code, e.exit), (ErrorCode::NotFound, Exit::NotFound));
+        assert_eq!(status_error(401, json!({})).code, ErrorCode::Unauthorized);
+    }
 
     #[test]
     fn formats_unix_milliseconds() {

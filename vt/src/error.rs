@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use vt_repo::Diagnostic;
+pub use vt_wire::codes::ErrorCode;
 
 /// Documented exit codes of failures (README, "Exit codes"); success is 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,7 @@ pub enum Exit {
 #[derive(Debug, Serialize)]
 pub struct CliError {
     /// Stable error code (`E_...`).
-    pub code: String,
+    pub code: ErrorCode,
     /// What went wrong, with its causes.
     pub message: String,
     /// How to fix it.
@@ -43,9 +44,9 @@ pub struct CliError {
 
 impl CliError {
     /// A new error.
-    pub fn new(exit: Exit, code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(exit: Exit, code: ErrorCode, message: impl Into<String>) -> Self {
         CliError {
-            code: code.into(),
+            code,
             message: message.into(),
             hint: None,
             errors: Vec::new(),
@@ -64,7 +65,7 @@ impl CliError {
         let n = diagnostics.len();
         let mut e = CliError::new(
             Exit::Invalid,
-            "E_VALIDATION",
+            ErrorCode::Validation,
             format!(
                 "the desired state has {n} error{}",
                 if n == 1 { "" } else { "s" }
@@ -114,7 +115,7 @@ impl CliError {
         let mut hint = tips;
         hint.push(command.clone().render_usage().to_string());
         hint.push(format!("see `{name} --help`"));
-        CliError::new(Exit::Usage, "E_USAGE", message).hint(hint.join("; "))
+        CliError::new(Exit::Usage, ErrorCode::Usage, message).hint(hint.join("; "))
     }
 }
 
@@ -130,13 +131,13 @@ impl From<vt_repo::SourceError> for CliError {
             _ => chain(&e),
         };
         match e {
-            S::NotARepo { .. } => CliError::new(Exit::Failure, "E_NOT_A_REPO", message)
+            S::NotARepo { .. } => CliError::new(Exit::Failure, ErrorCode::NotARepo, message)
                 .hint("run `vt init` or pass --repo"),
             S::NoSuchRevision { .. } => {
-                CliError::new(Exit::NotFound, "E_NO_SUCH_REVISION", message)
+                CliError::new(Exit::NotFound, ErrorCode::NoSuchRevision, message)
                     .hint("list revisions with `git log --oneline`")
             }
-            S::Io { .. } | S::Git(_) => CliError::new(Exit::Failure, "E_IO", message),
+            S::Io { .. } | S::Git(_) => CliError::new(Exit::Failure, ErrorCode::Io, message),
         }
     }
 }
@@ -146,16 +147,16 @@ impl From<vt_repo::write::WriteError> for CliError {
         use vt_repo::write::WriteError as W;
         let message = chain(&e);
         match e {
-            W::Exists(_) => CliError::new(Exit::Conflict, "E_EXISTS", message),
-            W::InvalidName(_) => CliError::new(Exit::Usage, "E_INVALID_NAME", message),
+            W::Exists(_) => CliError::new(Exit::Conflict, ErrorCode::Exists, message),
+            W::InvalidName(_) => CliError::new(Exit::Usage, ErrorCode::InvalidName, message),
             W::NoParent { kind, .. } | W::NoParentYet(kind) => {
-                CliError::new(Exit::NotFound, "E_NOT_FOUND", message).hint(format!(
+                CliError::new(Exit::NotFound, ErrorCode::NotFound, message).hint(format!(
                     "list them with `vt list {kind}`, create one with `vt {kind} create NAME`"
                 ))
             }
-            W::Ambiguous { kind, .. } => CliError::new(Exit::Usage, "E_AMBIGUOUS", message)
+            W::Ambiguous { kind, .. } => CliError::new(Exit::Usage, ErrorCode::Ambiguous, message)
                 .hint(format!("pass --{kind} with one of them")),
-            W::Io { .. } | W::Git(_) => CliError::new(Exit::Failure, "E_IO", message),
+            W::Io { .. } | W::Git(_) => CliError::new(Exit::Failure, ErrorCode::Io, message),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! (which share an API). The request is built apart from sending it, so
 //! what is sent can be checked without a forge.
 
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -80,7 +80,7 @@ impl From<ForgeError> for CliError {
             ForgeError::UnknownKind(_) => "pass --forge github or --forge gitea",
             _ => "check --forge-url and the token's permissions",
         };
-        CliError::new(exit, "E_FORGE", e.to_string()).hint(hint)
+        CliError::new(exit, ErrorCode::Forge, e.to_string()).hint(hint)
     }
 }
 

@@ -7,7 +7,7 @@
 //! command, so the user's own transports, ssh keys and credential helpers
 //! apply exactly as for `git push` (libgit2 is built here without ssh/TLS).
 
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode as Code, Exit};
 use git2::{Cred, CredentialType, ErrorClass, ErrorCode, Oid, Repository};
 use std::cell::RefCell;
 use std::path::Path;
@@ -86,28 +86,28 @@ pub enum GitError {
 impl From<GitError> for CliError {
     fn from(e: GitError) -> Self {
         let message = e.to_string();
-        let error = |code: &str| CliError::new(Exit::Failure, code, message.clone());
+        let error = |code: Code| CliError::new(Exit::Failure, code, message.clone());
         match &e {
             GitError::Detached => {
-                error("E_DETACHED").hint("check out the branch to change (`git switch main`)")
+                error(Code::Detached).hint("check out the branch to change (`git switch main`)")
             }
-            GitError::NoRemote { branch } => error("E_NO_REMOTE").hint(format!(
+            GitError::NoRemote { branch } => error(Code::NoRemote).hint(format!(
                 "add a remote (`git remote add origin URL`) or set the upstream of {branch} \
                  (`git branch --set-upstream-to REMOTE/BRANCH`)"
             )),
-            GitError::NoRemoteBranch { remote, branch } => error("E_NO_REMOTE_BRANCH")
+            GitError::NoRemoteBranch { remote, branch } => error(Code::NoRemoteBranch)
                 .hint(format!("push it first (`git push -u {remote} {branch}`)")),
-            GitError::Rejected { remote, branch, .. } => error("E_PUSH_REJECTED").hint(format!(
+            GitError::Rejected { remote, branch, .. } => error(Code::PushRejected).hint(format!(
                 "{remote}/{branch} has commits you do not have: `git pull --rebase`, then run \
                  the command again (vt never force-pushes)"
             )),
-            GitError::Refused { .. } => error("E_PUSH_REFUSED")
+            GitError::Refused { .. } => error(Code::PushRefused)
                 .hint("check your permissions and the branch's protection rules on the remote"),
             GitError::Git(g) if g.class() == ErrorClass::Net => {
-                error("E_GIT").hint("check the remote's URL and that `git fetch` works here")
+                error(Code::Git).hint("check the remote's URL and that `git fetch` works here")
             }
-            GitError::Git(_) => error("E_GIT"),
-            GitError::Command { .. } => error("E_GIT")
+            GitError::Git(_) => error(Code::Git),
+            GitError::Command { .. } => error(Code::Git)
                 .hint("check the remote's URL and your credentials: `git fetch` must work here"),
         }
     }

@@ -118,7 +118,10 @@ pub fn structured<T: Serialize>(format: Output, value: &T) -> String {
             .map_err(|e| e.to_string()),
     };
     rendered.unwrap_or_else(|e| {
-        format!("{{\"code\": \"E_INTERNAL\", \"message\": \"cannot render output: {e}\"}}\n")
+        format!(
+            "{{\"code\": \"{}\", \"message\": \"cannot render output: {e}\"}}\n",
+            vt_wire::codes::ErrorCode::Internal
+        )
     })
 }
 

@@ -21,16 +21,20 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use tokio_stream::StreamExt;
 use tracing::warn;
+use vt_control::operations::{
+    Decision, ExecRoute, ExecTarget, Operation, OperationError, VolumeDestroy,
+};
 use vt_control::{endpoint_views, views};
 use vt_plan::events::{Event, EventFilter};
 use vt_wire::clock::now;
+use vt_wire::codes::ErrorCode;
 use vt_wire::messages::LogLine;
 
 /// An API error: a stable code, a message and the HTTP status.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ApiError {
     /// Stable code (`E_UNAUTHORIZED`, `E_NOT_FOUND`, ...).
-    pub code: String,
+    pub code: ErrorCode,
     /// What went wrong.
     pub message: String,
     /// How to fix it.
@@ -42,9 +46,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    /// An error answered with `status`.
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            code: code.into(),
+            code,
             message: message.into(),
             hint: None,
             status: status.as_u16(),
@@ -63,7 +68,7 @@ impl From<vt_control::store::StoreError> for ApiError {
     fn from(e: vt_control::store::StoreError) -> Self {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "E_STORE",
+            ErrorCode::Store,
             vt_wire::error_chain(&e),
         )
     }
@@ -147,7 +152,7 @@ async fn auth(
     }
     let mut e = ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "E_UNAUTHORIZED",
+        ErrorCode::Unauthorized,
         "missing or wrong API token",
     );
     e.hint =
@@ -163,7 +168,7 @@ fn need_app(q: &AppQuery) -> Result<&str, ApiError> {
     q.app.as_deref().ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "E_USAGE",
+            ErrorCode::Usage,
             "the `app` query parameter is required",
         )
     })
@@ -187,7 +192,7 @@ async fn describe(
     if found.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "E_NOT_FOUND",
+            ErrorCode::NotFound,
             format!("the controller has no release of `{app}`"),
         ));
     }
@@ -272,7 +277,7 @@ async fn git_hook(
         .map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "E_INTERNAL",
+            ErrorCode::Internal,
             "bad webhook secret",
         )
     })?;
@@ -281,7 +286,7 @@ async fn git_hook(
     if !constant_time_eq(signature.as_bytes(), expected.as_bytes()) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "E_BAD_SIGNATURE",
+            ErrorCode::BadSignature,
             "the webhook signature does not match",
         ));
     }
@@ -392,60 +397,83 @@ pub struct ExecResult {
 /// How long an exec may run.
 const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Where an exec runs: the instance (`instance`, else a healthy one of the
-/// app/env), its host and the QUIC connection to that host. Shared by
-/// `POST /v1/exec` and `GET /v1/exec/attach`.
-pub(crate) fn exec_target(
-    shared: &Shared,
-    app: &str,
-    env: Option<&str>,
-    instance: Option<&str>,
-) -> Result<(String, String, quinn::Connection), ApiError> {
-    use vt_plan::Phase;
-    let target = {
-        let c = shared.lock();
-        let mut candidates: Vec<_> = c
-            .instances()
-            .into_iter()
-            .filter(|i| views::matches(&i.name, app, env))
-            .filter(|i| instance.is_none_or(|id| i.instance.id == id))
-            .filter(|i| {
-                matches!(
-                    i.instance.phase,
-                    Phase::Healthy | Phase::Unhealthy | Phase::Starting
+/// `POST /v1/exec`'s body as the operation that routes it.
+pub fn parse_exec(req: &ExecRequest) -> Operation {
+    Operation::RouteExec(ExecTarget {
+        app: req.app.clone(),
+        env: req.env.clone(),
+        instance: req.instance.clone(),
+    })
+}
+
+/// `POST /v1/volumes/destroy`'s body as an operation.
+pub fn parse_destroy_volume(req: DestroyVolume) -> Operation {
+    Operation::DestroyVolume { id: req.id }
+}
+
+/// What the daemon did for an operation.
+pub(crate) enum Performed {
+    /// The host deleted the volume (as it was before).
+    VolumeDestroyed(views::VolumeView),
+    /// Where the exec runs, and the connection to its host.
+    ExecRouted(ExecRoute, quinn::Connection),
+}
+
+impl Performed {
+    /// The destroyed volume.
+    fn volume(self) -> Result<views::VolumeView, ApiError> {
+        match self {
+            Performed::VolumeDestroyed(volume) => Ok(volume),
+            Performed::ExecRouted(..) => Err(mismatch("a volume")),
+        }
+    }
+
+    /// The exec's route and connection.
+    pub(crate) fn route(self) -> Result<(ExecRoute, quinn::Connection), ApiError> {
+        match self {
+            Performed::ExecRouted(route, conn) => Ok((route, conn)),
+            Performed::VolumeDestroyed(_) => Err(mismatch("an exec route")),
+        }
+    }
+}
+
+/// A handler got another answer than its operation's (a bug).
+fn mismatch(wanted: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Internal,
+        format!("the controller did not answer with {wanted}"),
+    )
+}
+
+/// Hands `operation` to the controller and does the IO its decision asks for:
+/// an exec's host connection, a volume's deletion on its host.
+pub(crate) async fn perform(shared: &Shared, operation: &Operation) -> Result<Performed, ApiError> {
+    let decision = shared.lock().decide(operation)?;
+    match decision {
+        Decision::DestroyVolume(destroy) => destroy_on_host(shared, destroy)
+            .await
+            .map(Performed::VolumeDestroyed),
+        Decision::RouteExec(route) => {
+            let conn = shared
+                .host_conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&route.host)
+                .cloned();
+            let conn = conn.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::HostUnreachable,
+                    format!(
+                        "host {} of instance {} is not connected",
+                        route.host, route.instance
+                    ),
                 )
-            })
-            .collect();
-        candidates.sort_by_key(|i| (i.instance.phase != Phase::Healthy, i.instance.id.clone()));
-        candidates
-            .into_iter()
-            .next()
-            .map(|i| (i.instance.id.clone(), i.instance.host.clone()))
-    };
-    let (instance, host) = target.ok_or_else(|| {
-        let what = instance
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{app} {}", env.unwrap_or_default()));
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "E_NOT_FOUND",
-            format!("no running instance of {}", what.trim()),
-        )
-    })?;
-    let conn = shared
-        .host_conns
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&host)
-        .cloned();
-    let conn = conn.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "E_HOST_UNREACHABLE",
-            format!("host {host} of instance {instance} is not connected"),
-        )
-    })?;
-    Ok((instance, host, conn))
+            })?;
+            Ok(Performed::ExecRouted(route, conn))
+        }
+    }
 }
 
 async fn exec(
@@ -454,16 +482,12 @@ async fn exec(
 ) -> ApiResult<ExecResult> {
     use vt_wire::frame;
     use vt_wire::messages::{ExecCommand, ExecEvent};
-    let (instance, host, conn) = exec_target(
-        &shared,
-        &req.app,
-        req.env.as_deref(),
-        req.instance.as_deref(),
-    )?;
+    let (ExecRoute { instance, host }, conn) =
+        perform(&shared, &parse_exec(&req)).await?.route()?;
     let wire_error = |e: vt_wire::WireError| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
-            "E_HOST_UNREACHABLE",
+            ErrorCode::HostUnreachable,
             format!("exec on host {host}: {}", vt_wire::error_chain(&e)),
         )
     };
@@ -502,14 +526,14 @@ async fn exec(
                 Some(ExecEvent::Error { message }) => {
                     return Err(ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
-                        "E_EXEC",
+                        ErrorCode::Exec,
                         message,
                     ))
                 }
                 None => {
                     return Err(ApiError::new(
                         StatusCode::BAD_GATEWAY,
-                        "E_EXEC",
+                        ErrorCode::Exec,
                         "the host ended the exec without an exit status",
                     ))
                 }
@@ -521,7 +545,7 @@ async fn exec(
         .map_err(|_| {
             ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
-                "E_EXEC",
+                ErrorCode::Exec,
                 format!(
                     "the command did not finish within {}s",
                     EXEC_TIMEOUT.as_secs()
@@ -558,7 +582,7 @@ async fn usage(
     let orgs = shared.lock().usage(since, until).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "E_STORE",
+            ErrorCode::Store,
             vt_wire::error_chain(&e),
         )
     })?;
@@ -590,68 +614,124 @@ async fn destroy_volume(
     State(shared): State<Arc<Shared>>,
     Json(req): Json<DestroyVolume>,
 ) -> ApiResult<views::VolumeView> {
-    let find = |shared: &Shared| {
-        views::volumes(&shared.lock(), None, None)
-            .into_iter()
-            .find(|v| v.id == req.id)
-    };
-    let volume = find(&shared).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "E_NOT_FOUND",
-            format!("no volume {}", req.id),
-        )
-    })?;
-    if let Some(instance) = &volume.attached {
-        let mut e = ApiError::new(
-            StatusCode::CONFLICT,
-            "E_ATTACHED",
-            format!("volume {} is attached to instance {instance}", volume.id),
-        );
-        e.hint = Some(
-            "stop the instance first (remove the volume or the env from the repository)".into(),
-        );
-        return Err(e);
-    }
+    Ok(Json(
+        perform(&shared, &parse_destroy_volume(req))
+            .await?
+            .volume()?,
+    ))
+}
+
+/// Sends the host its command, waits until it no longer reports the volume,
+/// then has the controller record the deletion.
+async fn destroy_on_host(
+    shared: &Shared,
+    destroy: VolumeDestroy,
+) -> Result<views::VolumeView, ApiError> {
     shared
         .host_commands
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .entry(volume.host.clone())
+        .entry(destroy.host.clone())
         .or_default()
-        .push(vt_wire::messages::ControllerMessage::DestroyVolume {
-            id: volume.id.clone(),
-        });
+        .push(destroy.message.clone());
     shared.changed.send_modify(|v| *v += 1);
     let deadline = tokio::time::Instant::now() + DESTROY_TIMEOUT;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        if find(&shared).is_none() {
-            let mut c = shared.lock();
-            c.record(
-                vt_plan::events::Event::new(
-                    vt_plan::events::kind::VOLUME_DESTROYED,
-                    vt_wire::clock::now(),
-                    format!(
-                        "volume {} ({} of {}) destroyed on {}",
-                        volume.id, volume.name, volume.workload, volume.host
-                    ),
-                )
-                .for_workload(&volume.workload)
-                .host(&volume.host),
-            );
+        let mut c = shared.lock();
+        if c.volume(&destroy.volume.id).is_none() {
+            c.volume_destroyed(&destroy, now());
             shared.commit(&mut c);
-            return Ok(Json(volume));
+            return Ok(destroy.volume);
         }
     }
     Err(ApiError::new(
         StatusCode::GATEWAY_TIMEOUT,
-        "E_HOST_UNREACHABLE",
+        ErrorCode::HostUnreachable,
         format!(
             "host {} did not delete volume {} within {}s",
-            volume.host,
-            volume.id,
+            destroy.host,
+            destroy.volume.id,
             DESTROY_TIMEOUT.as_secs()
         ),
     ))
+}
+
+impl From<OperationError> for ApiError {
+    fn from(e: OperationError) -> Self {
+        let status = match e {
+            OperationError::NoVolume(_) | OperationError::NoInstance { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            OperationError::Attached { .. } => StatusCode::CONFLICT,
+        };
+        let mut error = ApiError::new(status, e.code(), e.to_string());
+        error.hint = e.hint().map(str::to_string);
+        error
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_parse_into_operations() {
+        let req: ExecRequest = serde_json::from_str(
+            r#"{"app": "shop/web", "env": "prod", "argv": ["ls"], "stdin": [104]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            parse_exec(&req),
+            Operation::RouteExec(ExecTarget {
+                app: "shop/web".into(),
+                env: Some("prod".into()),
+                instance: None,
+            })
+        );
+        let req: DestroyVolume = serde_json::from_str(r#"{"id": "vol_1"}"#).unwrap();
+        assert_eq!(
+            parse_destroy_volume(req),
+            Operation::DestroyVolume { id: "vol_1".into() }
+        );
+    }
+
+    #[test]
+    fn refusals_answer_their_status_code_and_hint() {
+        let answer = |e: OperationError| {
+            let e = ApiError::from(e);
+            (e.status, serde_json::to_value(&e).unwrap())
+        };
+        assert_eq!(
+            answer(OperationError::NoVolume("vol_1".into())),
+            (
+                404,
+                serde_json::json!({"code": "E_NOT_FOUND", "message": "no volume vol_1"})
+            )
+        );
+        assert_eq!(
+            answer(OperationError::NoInstance { what: "web".into() }),
+            (
+                404,
+                serde_json::json!({"code": "E_NOT_FOUND", "message": "no running instance of web"})
+            )
+        );
+        let (status, body) = answer(OperationError::Attached {
+            id: "vol_1".into(),
+            instance: "inst_1".into(),
+        });
+        assert_eq!(
+            (status, &body["code"]),
+            (409, &serde_json::json!("E_ATTACHED"))
+        );
+        assert_eq!(
+            body["message"],
+            "volume vol_1 is attached to instance inst_1"
+        );
+        assert_eq!(
+            body["hint"],
+            "stop the instance first (remove the volume or the env from the repository)"
+        );
+    }
 }

@@ -47,7 +47,7 @@
 //! - closing the WebSocket (or losing it) before `exited` hangs the session
 //!   up: the process gets SIGHUP.
 
-use crate::controller::api::{exec_target, ApiError};
+use crate::controller::api::{perform, ApiError};
 use crate::controller::shared::Shared;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -56,6 +56,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tracing::{info, warn};
+use vt_control::operations::{ExecRoute, ExecTarget, Operation};
+use vt_wire::codes::ErrorCode;
 use vt_wire::frame;
 use vt_wire::messages::{ExecCommand, ExecEvent, ExecInput};
 
@@ -173,7 +175,7 @@ pub enum ServerMessage {
     /// The session failed; the server closes the WebSocket next.
     Error {
         /// Stable code (`E_EXEC`, `E_HOST_UNREACHABLE`).
-        code: String,
+        code: ErrorCode,
         /// What went wrong.
         message: String,
     },
@@ -222,20 +224,27 @@ pub fn parse_output(message: &[u8]) -> Option<(u8, &[u8])> {
     message.split_first().map(|(stream, data)| (*stream, data))
 }
 
+/// The upgrade request's query, and the operation that routes its exec
+/// (`400 E_USAGE` for a bad query).
+pub fn parse_attach(pairs: &[(String, String)]) -> Result<(Operation, AttachQuery), ApiError> {
+    let q = AttachQuery::from_pairs(pairs)
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Usage, message))?;
+    let operation = Operation::RouteExec(ExecTarget {
+        app: q.app.clone(),
+        env: q.env.clone(),
+        instance: q.instance.clone(),
+    });
+    Ok((operation, q))
+}
+
 /// The route: checks the query, finds the instance and its host, then upgrades.
 pub async fn attach(
     ws: WebSocketUpgrade,
     State(shared): State<Arc<Shared>>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let q = AttachQuery::from_pairs(&pairs).map_err(|message| ApiError {
-        code: "E_USAGE".into(),
-        message,
-        hint: None,
-        status: StatusCode::BAD_REQUEST.as_u16(),
-    })?;
-    let (instance, host, conn) =
-        exec_target(&shared, &q.app, q.env.as_deref(), q.instance.as_deref())?;
+    let (operation, q) = parse_attach(&pairs)?;
+    let (ExecRoute { instance, host }, conn) = perform(&shared, &operation).await?.route()?;
     Ok(ws
         .on_upgrade(move |socket| async move {
             info!(%instance, %host, argv = ?q.argv, tty = q.tty, "exec session attached");
@@ -262,9 +271,9 @@ enum End {
     HungUp,
 }
 
-fn error(code: &str, message: impl Into<String>) -> End {
+fn error(code: ErrorCode, message: impl Into<String>) -> End {
     End::Tell(ServerMessage::Error {
-        code: code.into(),
+        code,
         message: message.into(),
     })
 }
@@ -278,7 +287,7 @@ async fn bridge(
 ) {
     let unreachable = |e: &dyn std::error::Error| {
         error(
-            "E_HOST_UNREACHABLE",
+            ErrorCode::HostUnreachable,
             format!("exec on host {host}: {}", vt_wire::error_chain(e)),
         )
     };
@@ -339,10 +348,10 @@ async fn bridge(
                 Some(Ok(Some(ExecEvent::Exited { code, signal }))) => {
                     break End::Tell(ServerMessage::Exited { code, signal });
                 }
-                Some(Ok(Some(ExecEvent::Error { message }))) => break error("E_EXEC", message),
+                Some(Ok(Some(ExecEvent::Error { message }))) => break error(ErrorCode::Exec, message),
                 Some(Err(e)) => break unreachable(&e),
                 Some(Ok(None)) | None => {
-                    break error("E_EXEC", "the host ended the exec without an exit status")
+                    break error(ErrorCode::Exec, "the host ended the exec without an exit status")
                 }
             },
         }
@@ -419,7 +428,7 @@ mod tests {
             ),
             (
                 ServerMessage::Error {
-                    code: "E_EXEC".into(),
+                    code: ErrorCode::Exec,
                     message: "no".into(),
                 },
                 json!({"type": "error", "code": "E_EXEC", "message": "no"}),
@@ -491,5 +500,37 @@ mod tests {
         let q = AttachQuery::from_pairs(&pairs(&[("app", "web"), ("argv", "sh")])).unwrap();
         assert!(!q.tty);
         assert_eq!(q.argv, ["sh"]);
+    }
+
+    #[test]
+    fn the_query_parses_into_the_operation_that_routes_the_exec() {
+        let pairs: Vec<(String, String)> = [
+            ("app", "web"),
+            ("env", "prod"),
+            ("instance", "inst_1"),
+            ("argv", "sh"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let (operation, q) = parse_attach(&pairs).unwrap();
+        assert_eq!(
+            operation,
+            Operation::RouteExec(ExecTarget {
+                app: "web".into(),
+                env: Some("prod".into()),
+                instance: Some("inst_1".into()),
+            })
+        );
+        assert_eq!(q.argv, ["sh"]);
+        let e = parse_attach(&pairs[..1]).unwrap_err();
+        assert_eq!(
+            (e.status, e.code, e.message.as_str()),
+            (
+                400,
+                ErrorCode::Usage,
+                "give the command as `argv` parameters, one per argument"
+            )
+        );
     }
 }

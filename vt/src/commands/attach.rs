@@ -7,7 +7,7 @@
 
 use crate::client::Client;
 use crate::commands::observe::{exit_code, ExecArgs};
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use std::io::{IsTerminal, Read, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
@@ -36,7 +36,7 @@ impl RawMode {
         crossterm::terminal::enable_raw_mode().map_err(|e| {
             CliError::new(
                 Exit::Failure,
-                "E_TERMINAL",
+                ErrorCode::Terminal,
                 format!("cannot put the terminal in raw mode: {e}"),
             )
         })?;
@@ -136,9 +136,9 @@ fn session(
                     return Ok(exit_code(code, signal));
                 }
                 Ok(ServerMessage::Error { code, message }) => {
-                    let code = match code.as_str() {
-                        "E_HOST_UNREACHABLE" => "E_HOST_UNREACHABLE",
-                        _ => "E_EXEC",
+                    let code = match code {
+                        ErrorCode::HostUnreachable => ErrorCode::HostUnreachable,
+                        _ => ErrorCode::Exec,
                     };
                     return Err(CliError::new(Exit::Failure, code, message));
                 }
@@ -150,7 +150,7 @@ fn session(
             Ok(Message::Close(_)) => {
                 return Err(CliError::new(
                     Exit::Failure,
-                    "E_EXEC",
+                    ErrorCode::Exec,
                     "the controller ended the session without an exit status",
                 ))
             }
@@ -179,7 +179,7 @@ fn control(message: &ClientMessage) -> Message {
 fn broken(e: &dyn std::fmt::Display) -> CliError {
     CliError::new(
         Exit::Failure,
-        "E_UNREACHABLE",
+        ErrorCode::Unreachable,
         format!("the exec session broke: {e}"),
     )
 }
@@ -211,7 +211,7 @@ fn spawn_resizes(tx: mpsc::Sender<Input>) -> Result<(), CliError> {
         .map_err(|e| {
             CliError::new(
                 Exit::Failure,
-                "E_TERMINAL",
+                ErrorCode::Terminal,
                 format!("cannot watch the terminal's size: {e}"),
             )
         })?;

@@ -2,7 +2,7 @@
 
 use crate::cli::Global;
 use crate::commands::{find_root, load};
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use crate::output;
 use vt_repo::schema::{Health, HealthKind, Port, Spec};
 use vt_repo::write::{self, Created};
@@ -54,8 +54,12 @@ fn parse_ports(values: &[String]) -> Result<Vec<Port>, CliError> {
                 .ok()
                 .filter(|p| *p > 0)
                 .ok_or_else(|| {
-                    CliError::new(Exit::Usage, "E_USAGE", format!("`{value}` is not a port"))
-                        .hint("use --port 8080 or --port NAME=8080")
+                    CliError::new(
+                        Exit::Usage,
+                        ErrorCode::Usage,
+                        format!("`{value}` is not a port"),
+                    )
+                    .hint("use --port 8080 or --port NAME=8080")
                 })?;
             Ok(Port { name, port })
         })
@@ -73,7 +77,7 @@ pub fn app(
     if let Some(Err(why)) = image.as_deref().map(vt_repo::validate::check_image) {
         return Err(CliError::new(
             Exit::Usage,
-            "E_USAGE",
+            ErrorCode::Usage,
             format!("--image: {why}"),
         ));
     }
@@ -114,7 +118,7 @@ pub fn env(
     {
         return Err(CliError::new(
             Exit::Usage,
-            "E_UNKNOWN_REGION",
+            ErrorCode::UnknownRegion,
             format!("region `{unknown}` is not declared in vt.yaml"),
         )
         .hint("add it to `regions:` in vt.yaml first"));

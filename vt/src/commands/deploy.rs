@@ -6,7 +6,7 @@
 use crate::cli::{Against, DeployArgs, DiffArgs, Global};
 use crate::client::Client;
 use crate::commands::{diff, follow};
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use crate::git_ops::{self, GitError};
 use crate::output::Style;
 use std::path::Path;
@@ -38,7 +38,7 @@ pub fn run(g: &Global, args: &DeployArgs) -> Result<(), CliError> {
         let missing = git_ops::log_between(&repo, head, remote_tip)?;
         return Err(CliError::new(
             Exit::Conflict,
-            "E_BEHIND",
+            ErrorCode::Behind,
             format!(
                 "{} is {behind} commit(s) behind {}/{}:\n  {}",
                 up.local_branch,
@@ -56,7 +56,7 @@ pub fn run(g: &Global, args: &DeployArgs) -> Result<(), CliError> {
         let app = args.app.as_deref().ok_or_else(|| {
             CliError::new(
                 Exit::Usage,
-                "E_USAGE",
+                ErrorCode::Usage,
                 "--image needs the APP to deploy it to",
             )
         })?;
@@ -142,7 +142,7 @@ fn pin_image(
     if envs.is_empty() {
         return Err(CliError::new(
             Exit::NotFound,
-            "E_NOT_FOUND",
+            ErrorCode::NotFound,
             format!(
                 "no env of app `{app}`{}",
                 env.map(|e| format!(" named `{e}`")).unwrap_or_default()
@@ -156,7 +156,7 @@ fn pin_image(
         let text = std::fs::read_to_string(&path).map_err(|err| {
             CliError::new(
                 Exit::Failure,
-                "E_IO",
+                ErrorCode::Io,
                 format!("cannot read {}: {err}", e.file),
             )
         })?;
@@ -164,7 +164,7 @@ fn pin_image(
         std::fs::write(&path, updated).map_err(|err| {
             CliError::new(
                 Exit::Failure,
-                "E_IO",
+                ErrorCode::Io,
                 format!("cannot write {}: {err}", e.file),
             )
         })?;
@@ -179,14 +179,14 @@ fn resolve(image: &str) -> Result<String, CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::new(Exit::Failure, "E_IO", e.to_string()))?;
+        .map_err(|e| CliError::new(Exit::Failure, ErrorCode::Io, e.to_string()))?;
     let store = ImageStore::new(std::env::temp_dir().join("vt-resolve"));
     let resolved = runtime
         .block_on(store.resolve(image, &Auth::from_environment()))
         .map_err(|e| {
             CliError::new(
                 Exit::NotFound,
-                "E_IMAGE",
+                ErrorCode::Image,
                 format!("cannot resolve {image}: {}", crate::error::chain(&e)),
             )
             .hint("check the reference and that the registry is reachable (credentials come from ~/.docker/config.json)")
@@ -295,7 +295,7 @@ fn rejected(
         .unwrap_or_default();
     CliError::new(
         Exit::Conflict,
-        "E_PUSH_REJECTED",
+        ErrorCode::PushRejected,
         format!(
             "{e}; the remote moved while deploying:\n  {}",
             moved.join("\n  ")

@@ -5,7 +5,7 @@
 
 use crate::cli::{Against, DiffArgs, Global};
 use crate::client::Client;
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use crate::output::{self, Style};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -119,7 +119,13 @@ pub fn report(g: &Global, args: &DiffArgs) -> Result<DiffReport, CliError> {
         });
     let (base_rev, head_rev) = revisions(args.range.as_deref(), fleet_commit.as_deref())?;
     let now = vt_wire::clock::now();
-    let panicked = || CliError::new(Exit::Failure, "E_INTERNAL", "a thread of vt diff panicked");
+    let panicked = || {
+        CliError::new(
+            Exit::Failure,
+            ErrorCode::Internal,
+            "a thread of vt diff panicked",
+        )
+    };
     // Two threads: both trees load at once, then the simulated fleet runs
     // the base while the semantic diff is made; loading is most of the time
     // on big repositories.
@@ -197,7 +203,7 @@ fn revisions(
             Some(_) => {
                 return Err(CliError::new(
                     Exit::Usage,
-                    "E_USAGE",
+                    ErrorCode::Usage,
                     format!("`{r}` is not a range"),
                 )
                 .hint("write BASE..HEAD, e.g. HEAD~1..HEAD, or one revision to compare with the working tree"))
@@ -273,14 +279,14 @@ fn topology(file: Option<&Path>, state: &DesiredState) -> Result<Vec<Host>, CliE
     let text = std::fs::read_to_string(file).map_err(|e| {
         CliError::new(
             Exit::NotFound,
-            "E_TOPOLOGY",
+            ErrorCode::Topology,
             format!("cannot read {}: {e}", file.display()),
         )
     })?;
     let topology: Topology = serde_yaml::from_str(&text).map_err(|e| {
         CliError::new(
             Exit::Invalid,
-            "E_TOPOLOGY",
+            ErrorCode::Topology,
             format!("{}: {e}", file.display()),
         )
         .hint("a topology file is `hosts: [{name, region, cpu: \"2\", memory: \"4Gi\"}]`")
@@ -297,7 +303,7 @@ pub fn hosts_of(topology: &Topology, origin: &str) -> Result<Vec<Host>, CliError
             let bad = |e: String| {
                 CliError::new(
                     Exit::Invalid,
-                    "E_TOPOLOGY",
+                    ErrorCode::Topology,
                     format!("{origin}: host {}: {e}", h.name),
                 )
             };
@@ -324,7 +330,7 @@ fn dev_state(root: &Path) -> Result<DevState, CliError> {
     let text = std::fs::read_to_string(&path).map_err(|_| {
         CliError::new(
             Exit::NotFound,
-            "E_NO_DEV",
+            ErrorCode::NoDev,
             format!("no vt dev state in {}", path.display()),
         )
         .hint("run `vt dev` in this repository first, or use --against sim")
@@ -332,7 +338,7 @@ fn dev_state(root: &Path) -> Result<DevState, CliError> {
     serde_json::from_str(&text).map_err(|e| {
         CliError::new(
             Exit::Failure,
-            "E_NO_DEV",
+            ErrorCode::NoDev,
             format!("{}: {e}", path.display()),
         )
     })

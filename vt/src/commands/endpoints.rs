@@ -3,7 +3,7 @@
 use crate::cli::Global;
 use crate::client::Client;
 use crate::commands::fleet::{ctrl_c, runtime};
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use crate::output::{self, Table};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,7 +18,7 @@ pub fn run_edge(
     assign_to: Option<String>,
 ) -> Result<(), CliError> {
     vt_wire::validate_name(name)
-        .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", format!("--name: {e}")))?;
+        .map_err(|e| CliError::new(Exit::Usage, ErrorCode::Usage, format!("--name: {e}")))?;
     let opts = vt_edge::EdgeOptions {
         controller,
         token,
@@ -28,7 +28,7 @@ pub fn run_edge(
     };
     runtime()?
         .block_on(vt_edge::run(opts, ctrl_c()))
-        .map_err(|e| CliError::new(Exit::Failure, "E_EDGE", vt_wire::error_chain(&e)))
+        .map_err(|e| CliError::new(Exit::Failure, ErrorCode::Edge, vt_wire::error_chain(&e)))
 }
 
 /// An endpoint's addresses with its port: `[fd76:7400:e::1]:80, 198.51.100.1:80`.
@@ -102,7 +102,7 @@ pub fn describe(
         [] => {
             return Err(CliError::new(
                 Exit::NotFound,
-                "E_NOT_FOUND",
+                ErrorCode::NotFound,
                 format!("app {app} has no endpoint {endpoint}"),
             )
             .hint("list them with `vt endpoints list`"))
@@ -110,7 +110,7 @@ pub fn describe(
         many => {
             return Err(CliError::new(
                 Exit::Usage,
-                "E_AMBIGUOUS",
+                ErrorCode::Ambiguous,
                 format!(
                     "endpoint {endpoint} of {app} exists in {} envs: {}",
                     many.len(),
@@ -175,7 +175,7 @@ pub fn describe(
 /// `vt usage [--since 30d]`.
 pub fn usage(global: &Global, client: &Client, since: &str) -> Result<(), CliError> {
     let back = vt_repo::Duration::parse(since)
-        .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", format!("--since: {e}")))?;
+        .map_err(|e| CliError::new(Exit::Usage, ErrorCode::Usage, format!("--since: {e}")))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);

@@ -1,7 +1,7 @@
 //! `vt fleet init|run|token create` and `vt host run`: the daemons' entry points.
 
 use crate::cli::Global;
-use crate::error::{chain, CliError, Exit};
+use crate::error::{chain, CliError, ErrorCode, Exit};
 use crate::output;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -24,14 +24,14 @@ pub(crate) fn setup_error(e: setup::SetupError) -> CliError {
         setup::SetupError::NoFleet(_) => Exit::NotFound,
         _ => Exit::Failure,
     };
-    CliError::new(exit, "E_FLEET_STATE", chain(&e))
+    CliError::new(exit, ErrorCode::FleetState, chain(&e))
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Runtime::new().map_err(|e| {
         CliError::new(
             Exit::Failure,
-            "E_IO",
+            ErrorCode::Io,
             format!("cannot start the async runtime: {e}"),
         )
     })
@@ -143,7 +143,7 @@ pub fn run(state_dir: &Path, overrides: daemon::Overrides) -> Result<(), CliErro
                 daemon::DaemonError::Setup(setup::SetupError::NoFleet(_)) => Exit::NotFound,
                 _ => Exit::Failure,
             };
-            CliError::new(exit, "E_CONTROLLER", chain(&e))
+            CliError::new(exit, ErrorCode::Controller, chain(&e))
         })
 }
 
@@ -163,14 +163,14 @@ pub fn token(global: &Global, state_dir: &Path, role: &str, ttl: &str) -> Result
         other => {
             return Err(CliError::new(
                 Exit::Usage,
-                "E_USAGE",
+                ErrorCode::Usage,
                 format!("`{other}` is not a role that can join"),
             )
             .hint("use --role host or --role edge"))
         }
     };
     let ttl_ms = vt_repo::Duration::parse(ttl)
-        .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", format!("--ttl: {e}")))?;
+        .map_err(|e| CliError::new(Exit::Usage, ErrorCode::Usage, format!("--ttl: {e}")))?;
     let out = JoinToken {
         role: role.to_string(),
         expires_in: ttl_ms.to_string(),
@@ -186,7 +186,7 @@ pub(crate) fn mint_token(state_dir: &Path, role: Role, ttl: Duration) -> Result<
     let enroller = Enroller::new(keys.ca, keys.secret, Duration::from_secs(365 * 24 * 3600));
     let token = enroller
         .mint(role, ttl, SystemTime::now())
-        .map_err(|e| CliError::new(Exit::Failure, "E_TOKEN", chain(&e)))?;
+        .map_err(|e| CliError::new(Exit::Failure, ErrorCode::Token, chain(&e)))?;
     Ok(token.as_str().to_string())
 }
 
@@ -232,7 +232,7 @@ fn accel(
         },
         other => Err(CliError::new(
             Exit::Usage,
-            "E_USAGE",
+            ErrorCode::Usage,
             format!("--accel `{other}`: use auto, kvm or tcg"),
         )),
     }
@@ -246,18 +246,24 @@ pub fn host(
     state_dir: &Path,
     choice: RuntimeChoice<'_>,
 ) -> Result<(), CliError> {
-    let drain = vt_repo::Duration::parse(choice.drain_timeout)
-        .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", format!("--drain-timeout: {e}")))?;
+    let drain = vt_repo::Duration::parse(choice.drain_timeout).map_err(|e| {
+        CliError::new(
+            Exit::Usage,
+            ErrorCode::Usage,
+            format!("--drain-timeout: {e}"),
+        )
+    })?;
     let tokio = runtime()?;
     let rt: Box<dyn vt_host::Runtime> = match choice.name {
         "sim" => {
-            let boot = vt_repo::Duration::parse(choice.sim_boot)
-                .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", format!("--sim-boot: {e}")))?;
+            let boot = vt_repo::Duration::parse(choice.sim_boot).map_err(|e| {
+                CliError::new(Exit::Usage, ErrorCode::Usage, format!("--sim-boot: {e}"))
+            })?;
             Box::new(SimRuntime::new(boot.0, 100))
         }
         "microvm" => {
             let missing = |what: String| {
-                CliError::new(Exit::Failure, "E_HOST", what)
+                CliError::new(Exit::Failure, ErrorCode::Host, what)
                     .hint("run `vt host doctor` to see what is missing")
             };
             let qemu = artifacts::qemu()
@@ -279,7 +285,7 @@ pub fn host(
         other => {
             return Err(CliError::new(
                 Exit::Usage,
-                "E_USAGE",
+                ErrorCode::Usage,
                 format!("runtime `{other}` does not exist"),
             )
             .hint("use --runtime microvm or --runtime sim"))
@@ -295,7 +301,7 @@ pub fn host(
     };
     tokio
         .block_on(agent::run(opts, rt, ctrl_c()))
-        .map_err(|e| CliError::new(Exit::Failure, "E_HOST", chain(&e)))
+        .map_err(|e| CliError::new(Exit::Failure, ErrorCode::Host, chain(&e)))
 }
 
 /// `vt host doctor`.
@@ -322,7 +328,7 @@ pub fn doctor(global: &Global, state_dir: &Path) -> Result<(), CliError> {
     if report.accel.is_none() {
         return Err(CliError::new(
             Exit::Failure,
-            "E_HOST",
+            ErrorCode::Host,
             "this host cannot run microVMs",
         ));
     }
@@ -340,12 +346,13 @@ pub fn registration(
     if tunnel.is_some_and(|t| t.ip().is_unspecified()) {
         return Err(CliError::new(
             Exit::Usage,
-            "E_USAGE",
+            ErrorCode::Usage,
             "--tunnel: edges connect to this address, so it must be a concrete one, not `[::]` or `0.0.0.0`",
         ));
     }
-    let usage =
-        |flag: &str, e: String| CliError::new(Exit::Usage, "E_USAGE", format!("--{flag}: {e}"));
+    let usage = |flag: &str, e: String| {
+        CliError::new(Exit::Usage, ErrorCode::Usage, format!("--{flag}: {e}"))
+    };
     vt_wire::validate_name(name).map_err(|e| usage("name", e.to_string()))?;
     Ok(HostRegistration {
         name: name.to_string(),

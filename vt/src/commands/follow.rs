@@ -6,7 +6,7 @@
 use crate::cli::{Global, Output, Wait};
 use crate::client::Client;
 use crate::commands::observe::event_line;
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use crate::output::{self, Style};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -161,7 +161,7 @@ pub fn follow(
         return Ok(receipt);
     }
     let timeout = vt_repo::Duration::parse(&wait.timeout)
-        .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", format!("--timeout: {e}")))?
+        .map_err(|e| CliError::new(Exit::Usage, ErrorCode::Usage, format!("--timeout: {e}")))?
         .as_std();
     let deadline = Instant::now() + timeout;
     let mut events = Events {
@@ -406,8 +406,8 @@ pub fn finish(g: &Global, receipt: &Receipt) -> Result<(), CliError> {
 pub fn result(receipt: &Receipt) -> Result<(), CliError> {
     let (exit, code) = match receipt.outcome {
         Outcome::Pushed | Outcome::RolledOut => return Ok(()),
-        Outcome::TimedOut => (Exit::TimedOut, "E_TIMEOUT"),
-        Outcome::Rejected | Outcome::Failed => (Exit::RolloutFailed, "E_ROLLOUT_FAILED"),
+        Outcome::TimedOut => (Exit::TimedOut, ErrorCode::Timeout),
+        Outcome::Rejected | Outcome::Failed => (Exit::RolloutFailed, ErrorCode::RolloutFailed),
     };
     Err(CliError::new(
         exit,

@@ -1,7 +1,7 @@
 //! `vt init`.
 
 use crate::cli::Global;
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use crate::output;
 use crate::templates;
 use std::path::Path;
@@ -19,7 +19,7 @@ pub fn run(global: &Global, dir: Option<&Path>, template: Option<&str>) -> Resul
                     .collect();
                 CliError::new(
                     Exit::Usage,
-                    "E_USAGE",
+                    ErrorCode::Usage,
                     format!("there is no template `{name}`"),
                 )
                 .hint(format!("use one of: {}", known.join("; ")))

@@ -18,7 +18,7 @@ pub mod secrets;
 pub mod volumes;
 
 use crate::cli::Global;
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use std::path::PathBuf;
 use vt_repo::{Loaded, Snapshot};
 
@@ -32,7 +32,7 @@ pub fn find_root(global: &Global) -> Result<PathBuf, CliError> {
     let cwd = std::env::current_dir().map_err(|e| {
         CliError::new(
             Exit::Failure,
-            "E_IO",
+            ErrorCode::Io,
             format!("cannot read the current directory: {e}"),
         )
     })?;
@@ -47,7 +47,7 @@ pub fn find_root(global: &Global) -> Result<PathBuf, CliError> {
     }
     Err(CliError::new(
         Exit::Failure,
-        "E_NO_REPO",
+        ErrorCode::NoRepo,
         format!("no vt.yaml in {} or any parent directory", cwd.display()),
     )
     .hint("run `vt init DIR` to create a desired-state repository, or pass --repo DIR"))

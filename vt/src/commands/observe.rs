@@ -3,7 +3,7 @@
 
 use crate::cli::{Global, Output};
 use crate::client::{format_time, Client};
-use crate::error::CliError;
+use crate::error::{CliError, ErrorCode};
 use crate::output::{self, Style, Table};
 use vt_control::views::{
     DescribeView, HostView, InstanceView, ReleaseView, SourceView, StatusView, WorkloadStatus,
@@ -350,7 +350,7 @@ pub fn events(global: &Global, client: &Client, args: EventsArgs) -> Result<(), 
             let d = vt_repo::Duration::parse(d).map_err(|e| {
                 CliError::new(
                     crate::error::Exit::Usage,
-                    "E_USAGE",
+                    ErrorCode::Usage,
                     format!("--since: {e}"),
                 )
             })?;
@@ -447,7 +447,7 @@ fn ago(flag: &str, value: &Option<String>) -> Result<Option<String>, CliError> {
                 .map_err(|e| {
                     CliError::new(
                         crate::error::Exit::Usage,
-                        "E_USAGE",
+                        ErrorCode::Usage,
                         format!("--{flag}: {e}"),
                     )
                 })

@@ -3,7 +3,7 @@
 
 use crate::cli::Global;
 use crate::commands::load;
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use crate::output::{self, Style, Table};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -48,7 +48,7 @@ fn parse_kind(kind: &str) -> Result<Kind, CliError> {
     Kind::parse(kind).ok_or_else(|| {
         CliError::new(
             Exit::Usage,
-            "E_USAGE",
+            ErrorCode::Usage,
             format!("`{kind}` is not a kind of resource"),
         )
         .hint("use org, project, app or env")
@@ -142,7 +142,7 @@ pub fn get(
         0 => {
             return Err(CliError::new(
                 Exit::NotFound,
-                "E_NOT_FOUND",
+                ErrorCode::NotFound,
                 format!("no {kind} named `{wanted}`"),
             )
             .hint(format!("list them with `vt list {kind}`")))
@@ -151,7 +151,7 @@ pub fn get(
             let names: Vec<String> = found.into_iter().map(|r| r.name).collect();
             return Err(CliError::new(
                 Exit::Usage,
-                "E_AMBIGUOUS",
+                ErrorCode::Ambiguous,
                 format!("`{wanted}` matches {}", names.join(", ")),
             )
             .hint("use the qualified name, e.g. org/project/app"));

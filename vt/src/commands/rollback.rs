@@ -7,7 +7,7 @@
 use crate::cli::{Global, RollbackArgs};
 use crate::client::Client;
 use crate::commands::{find_root, follow};
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use crate::forge::{self, Forge, ForgeError, PullRequest};
 use crate::git_ops::{self, short, FastForward, GitError, Upstream};
 use crate::output::{self, Style};
@@ -230,7 +230,7 @@ fn releases(client: &Client, args: &RollbackArgs) -> Result<Vec<Release>, CliErr
             };
             Err(CliError::new(
                 Exit::NotFound,
-                "E_NOT_FOUND",
+                ErrorCode::NotFound,
                 format!("the controller has no releases of {what}"),
             )
             .hint("see what it runs with `vt status`"))
@@ -238,7 +238,7 @@ fn releases(client: &Client, args: &RollbackArgs) -> Result<Vec<Release>, CliErr
         1 => Ok(all),
         _ => Err(CliError::new(
             Exit::Usage,
-            "E_AMBIGUOUS",
+            ErrorCode::Ambiguous,
             format!(
                 "{} names several envs: {}",
                 args.app,
@@ -254,7 +254,7 @@ fn pick(releases: &[Release], to: Option<u64>) -> Result<(Release, Release), Cli
     let latest = releases
         .iter()
         .max_by_key(|r| r.number)
-        .ok_or_else(|| CliError::new(Exit::NotFound, "E_NO_RELEASE", "no releases"))?;
+        .ok_or_else(|| CliError::new(Exit::NotFound, ErrorCode::NoRelease, "no releases"))?;
     let wanted = to.unwrap_or(latest.number.saturating_sub(1));
     let numbers: Vec<String> = releases.iter().map(|r| r.number.to_string()).collect();
     let target = releases
@@ -270,7 +270,7 @@ fn pick(releases: &[Release], to: Option<u64>) -> Result<(Release, Release), Cli
             };
             CliError::new(
                 Exit::NotFound,
-                "E_NO_RELEASE",
+                ErrorCode::NoRelease,
                 format!("{message} (its releases: {})", numbers.join(", ")),
             )
             .hint(format!(
@@ -353,7 +353,7 @@ fn release_commit<'r>(
         .map_err(|_| {
             CliError::new(
                 Exit::NotFound,
-                "E_NO_COMMIT",
+                ErrorCode::NoCommit,
                 format!(
                     "commit {} of release {} is not in this repository, even after fetching {}/{}",
                     target.commit.sha.get(..12).unwrap_or(&target.commit.sha),
@@ -404,7 +404,7 @@ fn paths_to_restore(
     let old_files = files_of(&state_at(repo, old)?, key).ok_or_else(|| {
         CliError::new(
             Exit::Failure,
-            "E_ROLLBACK",
+            ErrorCode::Rollback,
             format!(
                 "commit {} of release {} has no files for {}",
                 short(old.id()),
@@ -571,7 +571,7 @@ fn merge(
             };
             Err(CliError::new(
                 Exit::Failure,
-                "E_PUSH_REJECTED",
+                ErrorCode::PushRejected,
                 format!(
                     "{}/{} moved while rolling back{what}",
                     up.remote, up.remote_branch

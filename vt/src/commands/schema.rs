@@ -1,7 +1,7 @@
 //! `vt schema [KIND]`: JSON Schema for editors.
 
 use crate::cli::{Global, Output};
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use crate::output;
 use serde_json::{Map, Value};
 use vt_repo::schema_json::{schema, KINDS};
@@ -10,8 +10,12 @@ use vt_repo::schema_json::{schema, KINDS};
 pub fn run(global: &Global, kind: Option<&str>) -> Result<(), CliError> {
     let value = match kind {
         Some(kind) => schema(kind).ok_or_else(|| {
-            CliError::new(Exit::Usage, "E_USAGE", format!("no schema for `{kind}`"))
-                .hint(format!("use one of: {}", KINDS.join(", ")))
+            CliError::new(
+                Exit::Usage,
+                ErrorCode::Usage,
+                format!("no schema for `{kind}`"),
+            )
+            .hint(format!("use one of: {}", KINDS.join(", ")))
         })?,
         None => Value::Object(
             KINDS

@@ -7,7 +7,7 @@
 use crate::cli::Global;
 use crate::client::Client;
 use crate::commands::{find_root, load};
-use crate::error::{chain, CliError, Exit};
+use crate::error::{chain, CliError, ErrorCode, Exit};
 use crate::output::{self, Table};
 use serde::Serialize;
 use serde_json::Value;
@@ -18,26 +18,26 @@ use vt_repo::secrets::{self, Keyring, SecretValue, SecretsFile};
 use vt_repo::{DesiredState, Env, Loaded, Snapshot};
 
 fn usage(message: impl Into<String>) -> CliError {
-    CliError::new(Exit::Usage, "E_USAGE", message)
+    CliError::new(Exit::Usage, ErrorCode::Usage, message)
 }
 
 impl From<EditError> for CliError {
     fn from(e: EditError) -> Self {
         let message = chain(&e);
         match e {
-            EditError::InvalidName(_) => CliError::new(Exit::Usage, "E_INVALID_NAME", message),
-            EditError::Empty(_) => CliError::new(Exit::Usage, "E_USAGE", message),
-            EditError::NotFound { .. } => CliError::new(Exit::NotFound, "E_NOT_FOUND", message)
+            EditError::InvalidName(_) => CliError::new(Exit::Usage, ErrorCode::InvalidName, message),
+            EditError::Empty(_) => CliError::new(Exit::Usage, ErrorCode::Usage, message),
+            EditError::NotFound { .. } => CliError::new(Exit::NotFound, ErrorCode::NotFound, message)
                 .hint("list the secrets with `vt secrets list APP`"),
             EditError::Crypto(vt_repo::secrets::CryptoError::NoRecipients) => {
-                CliError::new(Exit::Failure, "E_NO_RECIPIENT", message).hint(
+                CliError::new(Exit::Failure, ErrorCode::NoRecipient, message).hint(
                     "run `vt fleet init` for this repository (it writes the fleet's recipient into vt.yaml), or add `secrets: {recipients: [age1...]}` to vt.yaml",
                 )
             }
             EditError::Crypto(_) | EditError::Reseal { .. } => {
-                CliError::new(Exit::Failure, "E_SECRET", message)
+                CliError::new(Exit::Failure, ErrorCode::Secret, message)
             }
-            EditError::Io { .. } => CliError::new(Exit::Failure, "E_IO", message),
+            EditError::Io { .. } => CliError::new(Exit::Failure, ErrorCode::Io, message),
         }
     }
 }
@@ -64,7 +64,7 @@ fn find_env<'a>(
     if of_app.is_empty() {
         return Err(CliError::new(
             Exit::NotFound,
-            "E_NOT_FOUND",
+            ErrorCode::NotFound,
             format!("no app `{app}` with an env"),
         )
         .hint("list them with `vt list env`"));
@@ -80,13 +80,13 @@ fn find_env<'a>(
         [one] => Ok(one),
         [] => Err(CliError::new(
             Exit::NotFound,
-            "E_NOT_FOUND",
+            ErrorCode::NotFound,
             format!("app `{app}` has no env `{}`", env.unwrap_or_default()),
         )
         .hint("list them with `vt list env`")),
         many => Err(CliError::new(
             Exit::Usage,
-            "E_AMBIGUOUS",
+            ErrorCode::Ambiguous,
             format!(
                 "which env? {} match: {}",
                 many.len(),
@@ -172,7 +172,7 @@ fn read_value(source: &ValueSource) -> Result<SecretValue, CliError> {
         (Some(path), false, None) => std::fs::read(path).map(SecretValue::new).map_err(|e| {
             CliError::new(
                 Exit::Failure,
-                "E_IO",
+                ErrorCode::Io,
                 format!("cannot read {}: {e}", path.display()),
             )
         })?,
@@ -184,7 +184,11 @@ fn read_value(source: &ValueSource) -> Result<SecretValue, CliError> {
             }
             let mut bytes = Vec::new();
             stdin.read_to_end(&mut bytes).map_err(|e| {
-                CliError::new(Exit::Failure, "E_IO", format!("cannot read stdin: {e}"))
+                CliError::new(
+                    Exit::Failure,
+                    ErrorCode::Io,
+                    format!("cannot read stdin: {e}"),
+                )
             })?;
             SecretValue::new(bytes)
         }
@@ -242,7 +246,7 @@ pub fn set(
     if rotate && file.get(name).is_none() {
         return Err(CliError::new(
             Exit::NotFound,
-            "E_NOT_FOUND",
+            ErrorCode::NotFound,
             format!("there is no secret `{name}` in {rel} to rotate"),
         )
         .hint("create it with `vt secrets set`"));
@@ -317,7 +321,7 @@ pub fn list(
             let first = find_env(&loaded.state, app, None).map(|e| vec![e]);
             match first {
                 Ok(one) => one,
-                Err(e) if e.code == "E_AMBIGUOUS" => loaded
+                Err(e) if e.code == ErrorCode::Ambiguous => loaded
                     .state
                     .envs
                     .iter()
@@ -391,12 +395,12 @@ fn keyring(identity: Option<&Path>, state_dir: &Path) -> Result<Keyring, CliErro
         || vt_fleet::controller::delivery::identities_path(state_dir),
         Path::to_path_buf,
     );
-    let keyring =
-        Keyring::load(&path).map_err(|e| CliError::new(Exit::Failure, "E_SECRET", chain(&e)))?;
+    let keyring = Keyring::load(&path)
+        .map_err(|e| CliError::new(Exit::Failure, ErrorCode::Secret, chain(&e)))?;
     if keyring.is_empty() {
         return Err(CliError::new(
             Exit::NotFound,
-            "E_NO_IDENTITY",
+            ErrorCode::NoIdentity,
             format!("no age identity in {}", path.display()),
         )
         .hint("pass --identity FILE or --state-dir of the controller (VT_STATE_DIR)"));
@@ -613,11 +617,11 @@ pub fn rotate_key(global: &Global, state_dir: &Path) -> Result<(), CliError> {
     let root = find_root(global)?;
     let loaded = load(global, None)?;
     let old = Keyring::load(&vt_fleet::controller::delivery::identities_path(state_dir))
-        .map_err(|e| CliError::new(Exit::Failure, "E_SECRET", chain(&e)))?;
+        .map_err(|e| CliError::new(Exit::Failure, ErrorCode::Secret, chain(&e)))?;
     if old.is_empty() && !loaded.state.secrets.is_empty() {
         return Err(CliError::new(
             Exit::NotFound,
-            "E_NO_IDENTITY",
+            ErrorCode::NoIdentity,
             format!(
                 "no fleet identity in {} to decrypt the current secrets",
                 state_dir.display()
@@ -626,7 +630,7 @@ pub fn rotate_key(global: &Global, state_dir: &Path) -> Result<(), CliError> {
         .hint("pass the controller's --state-dir"));
     }
     let recipient = vt_fleet::controller::setup::new_secrets_key(state_dir)
-        .map_err(|e| CliError::new(Exit::Failure, "E_FLEET_STATE", chain(&e)))?;
+        .map_err(|e| CliError::new(Exit::Failure, ErrorCode::FleetState, chain(&e)))?;
     let fleet = vec![recipient.clone()];
     let mut files = Vec::new();
     let mut count = 0;
@@ -639,7 +643,7 @@ pub fn rotate_key(global: &Global, state_dir: &Path) -> Result<(), CliError> {
     let config = std::fs::read_to_string(&config_path).map_err(|e| {
         CliError::new(
             Exit::Failure,
-            "E_IO",
+            ErrorCode::Io,
             format!("cannot read {}: {e}", config_path.display()),
         )
     })?;
@@ -672,7 +676,7 @@ pub fn rotate_key(global: &Global, state_dir: &Path) -> Result<(), CliError> {
 /// and whether vt.yaml was written.
 pub fn publish_recipient(state_dir: &Path, repo: &str) -> Result<(String, bool), CliError> {
     let keyring = Keyring::load(&vt_fleet::controller::delivery::identities_path(state_dir))
-        .map_err(|e| CliError::new(Exit::Failure, "E_SECRET", chain(&e)))?;
+        .map_err(|e| CliError::new(Exit::Failure, ErrorCode::Secret, chain(&e)))?;
     let recipient = keyring.recipients().pop().unwrap_or_default();
     let config = Path::new(repo).join("vt.yaml");
     let written = match std::fs::read_to_string(&config) {

@@ -2,7 +2,7 @@
 
 use crate::cli::Global;
 use crate::client::Client;
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use crate::output::{self, Table};
 use vt_control::views::VolumeView;
 
@@ -42,8 +42,12 @@ pub fn list(
 fn find(client: &Client, id: &str) -> Result<VolumeView, CliError> {
     let volumes: Vec<VolumeView> = client.get("/v1/volumes", &[])?;
     volumes.into_iter().find(|v| v.id == id).ok_or_else(|| {
-        CliError::new(Exit::NotFound, "E_NOT_FOUND", format!("no volume {id}"))
-            .hint("list them with `vt volumes list`")
+        CliError::new(
+            Exit::NotFound,
+            ErrorCode::NotFound,
+            format!("no volume {id}"),
+        )
+        .hint("list them with `vt volumes list`")
     })
 }
 
@@ -75,7 +79,7 @@ pub fn destroy(global: &Global, client: &Client, id: &str, yes: bool) -> Result<
     if !yes {
         return Err(CliError::new(
             Exit::Usage,
-            "E_CONFIRM",
+            ErrorCode::Confirm,
             format!("destroying volume {id} deletes its data for good"),
         )
         .hint("add --yes to confirm"));

@@ -23,7 +23,7 @@ mod watch;
 use crate::cli::{DevArgs, Global};
 use crate::client::Client;
 use crate::commands::fleet::{mint_token, setup_error};
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use images::Builder;
 use ports::{keep_or_pick, Proto};
 use runtime::Runtime;
@@ -48,7 +48,7 @@ const EDGE: &str = "edge";
 const TOKEN_TTL: Duration = Duration::from_secs(3600);
 
 fn io_error(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> CliError {
-    move |e| CliError::new(Exit::Failure, "E_IO", format!("{what}: {e}"))
+    move |e| CliError::new(Exit::Failure, ErrorCode::Io, format!("{what}: {e}"))
 }
 
 /// `path` relative to the repository, for messages.
@@ -74,7 +74,7 @@ pub fn run(g: &Global, args: &DevArgs) -> Result<(), CliError> {
     let dev = DevDir::new(&root);
     let regions = check_tree(&root)?;
     let mut hosts = topology::hosts(args.hosts, args.regions, &regions, &args.cpu, &args.memory)
-        .map_err(|e| CliError::new(Exit::Usage, "E_USAGE", e))?;
+        .map_err(|e| CliError::new(Exit::Usage, ErrorCode::Usage, e))?;
     let previous = take_over(&dev)?;
     if args.clean && dev.clean().map_err(io_error("cannot delete .vt/dev"))? {
         say("--clean: deleted .vt/dev, the previous runs' state (volumes included)");
@@ -139,7 +139,7 @@ pub fn run(g: &Global, args: &DevArgs) -> Result<(), CliError> {
             let tx = tx.clone();
             Some(
                 b.watch(move |built| tx.send(Msg::Image(built)).is_ok())
-                    .map_err(|e| CliError::new(Exit::Failure, "E_IO", e))?,
+                    .map_err(|e| CliError::new(Exit::Failure, ErrorCode::Io, e))?,
             )
         }
         None => None,
@@ -172,7 +172,7 @@ fn check_tree(root: &Path) -> Result<Vec<String>, CliError> {
     if regions.is_empty() {
         return Err(CliError::new(
             Exit::Invalid,
-            "E_NO_CONFIG",
+            ErrorCode::NoConfig,
             format!("{} declares no regions", root.join("vt.yaml").display()),
         )
         .hint("`vt init DIR` or `vt init --template hello DIR` makes a repository to start from"));
@@ -189,7 +189,7 @@ fn take_over(dev: &DevDir) -> Result<Option<DevFile>, CliError> {
     if previous.pid != std::process::id() && state::runs(previous.pid, "dev") {
         return Err(CliError::new(
             Exit::Conflict,
-            "E_DEV_RUNNING",
+            ErrorCode::DevRunning,
             format!(
                 "vt dev is already running in this repository (pid {})",
                 previous.pid
@@ -284,7 +284,7 @@ fn images(
     if !ports::is_free(addr, Proto::Tcp) {
         return Err(CliError::new(
             Exit::Failure,
-            "E_PORT_TAKEN",
+            ErrorCode::PortTaken,
             format!(
                 "{addr} is taken by another process, and vt dev's registry (for images/: {}) must listen there: the manifests' image: lines name it",
                 names.join(", ")
@@ -299,7 +299,7 @@ fn images(
     let registry = LocalRegistry::start(&dev.registry(), addr).map_err(|e| {
         CliError::new(
             Exit::Failure,
-            "E_REGISTRY",
+            ErrorCode::Registry,
             format!("cannot start docker-registry on {addr}: {e}"),
         )
     })?;
@@ -308,7 +308,7 @@ fn images(
     for name in names {
         let built = builder
             .build(&name)
-            .map_err(|e| CliError::new(Exit::Failure, "E_IMAGE", e))?;
+            .map_err(|e| CliError::new(Exit::Failure, ErrorCode::Image, e))?;
         say(&format!(
             "image {} built from images/{name} and pushed as {}@{}",
             built.name, built.reference, built.digest
@@ -438,7 +438,7 @@ fn wait(
         if Instant::now() > deadline {
             return Err(CliError::new(
                 Exit::Failure,
-                "E_DEV",
+                ErrorCode::Dev,
                 format!("{what} did not come up within {limit:?}"),
             )
             .hint("see the logs in .vt/dev/logs/"));
@@ -453,7 +453,7 @@ fn interrupted(stop: &mpsc::Receiver<Msg>) -> Result<(), CliError> {
     match stop.try_recv() {
         Ok(Msg::Stop(signal)) => Err(CliError::new(
             Exit::Failure,
-            "E_INTERRUPTED",
+            ErrorCode::Interrupted,
             format!("{signal} while starting: stopped what had started"),
         )),
         _ => Ok(()),
@@ -484,7 +484,7 @@ fn wait_for_hosts(
 fn died(exited: &stack::Exited) -> CliError {
     CliError::new(
         Exit::Failure,
-        "E_DEV",
+        ErrorCode::Dev,
         format!(
             "{} exited unexpectedly ({}); its log, {}, ends with:\n{}",
             exited.name,

@@ -2,7 +2,7 @@
 //! what they need (qemu, the guest, TAP devices, root), else simulated
 //! instances; and which accelerator, probed once per machine.
 
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,7 +68,7 @@ pub fn choose(runtime: &str, accel: &str) -> Result<(Runtime, Option<String>), C
         "microvm" => match lacking() {
             Some(what) => Err(CliError::new(
                 Exit::Failure,
-                "E_HOST",
+                ErrorCode::Host,
                 format!("the microVM runtime needs {what}"),
             )
             .hint("run `just setup` and `just guest` (as root), or pass --runtime sim")),
@@ -85,7 +85,7 @@ pub fn choose(runtime: &str, accel: &str) -> Result<(Runtime, Option<String>), C
         },
         other => Err(CliError::new(
             Exit::Usage,
-            "E_USAGE",
+            ErrorCode::Usage,
             format!("--runtime `{other}`: use auto, microvm or sim"),
         )),
     }
@@ -98,7 +98,7 @@ fn pick_accel(flag: &str) -> Result<Accel, CliError> {
         "auto" => Ok(probed_accel()),
         other => Err(CliError::new(
             Exit::Usage,
-            "E_USAGE",
+            ErrorCode::Usage,
             format!("--accel `{other}`: use auto, kvm or tcg"),
         )),
     }

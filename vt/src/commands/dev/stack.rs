@@ -5,7 +5,7 @@
 //! killed (`VT_DEV_PARENT`), so no VM outlives it.
 
 use super::state::{self, ChildProcess};
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, ErrorCode, Exit};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -64,7 +64,7 @@ impl Stack {
         let vt = std::env::current_exe().map_err(|e| {
             CliError::new(
                 Exit::Failure,
-                "E_IO",
+                ErrorCode::Io,
                 format!("cannot find the vt binary: {e}"),
             )
         })?;
@@ -86,7 +86,7 @@ impl Stack {
         let io = |e: std::io::Error| {
             CliError::new(
                 Exit::Failure,
-                "E_IO",
+                ErrorCode::Io,
                 format!("cannot start {name} (log {}): {e}", log.display()),
             )
         };
