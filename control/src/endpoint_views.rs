@@ -109,12 +109,12 @@ pub fn endpoints(c: &Controller, app: Option<&str>, env: Option<&str>) -> Vec<En
                     let traffic = reports
                         .iter()
                         .flat_map(|(_, s)| s.backends.iter())
-                        .filter(|b| b.instance == i.instance.id);
+                        .filter(|b| i.instance.id == b.instance);
                     let mut view = EndpointInstanceView {
-                        instance: i.instance.id.clone(),
-                        host: i.instance.host.clone(),
+                        instance: i.instance.id.to_string(),
+                        host: i.instance.host.to_string(),
                         phase: crate::core::phase_name(i.instance.phase),
-                        routed: route.backends.iter().any(|b| b.instance == i.instance.id),
+                        routed: route.backends.iter().any(|b| i.instance.id == b.instance),
                         open: 0,
                         total: 0,
                         bytes_in: 0,

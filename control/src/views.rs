@@ -42,9 +42,9 @@ pub struct InstanceView {
 impl From<&InstanceRecord> for InstanceView {
     fn from(r: &InstanceRecord) -> Self {
         InstanceView {
-            id: r.instance.id.clone(),
+            id: r.instance.id.to_string(),
             release: r.instance.release,
-            host: r.instance.host.clone(),
+            host: r.instance.host.to_string(),
             region: r.instance.region.clone(),
             phase: r.instance.phase,
             since: r.instance.since,

@@ -61,7 +61,7 @@ fn hosts() -> Vec<Host> {
         for i in 0..count {
             let big = i % 4 == 0;
             out.push(Host {
-                id: format!("host_{region}_{i:04}"),
+                id: format!("host_{region}_{i:04}").into(),
                 name: format!("{region}-{i}"),
                 region: region.to_string(),
                 cpu: if big { 128_000 } else { 64_000 },
@@ -151,7 +151,7 @@ fn settle(observed: &mut Observed, actions: &[Action], now: u64) {
                 ..
             } => {
                 minted += 1;
-                let started = action.started_instance(format!("ins_{minted:08}"), now);
+                let started = action.started_instance(format!("ins_{minted:08}").into(), now);
                 observed.instances.extend(started.map(|i| Instance {
                     phase: Phase::Healthy,
                     ..i

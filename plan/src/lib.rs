@@ -73,6 +73,7 @@
 pub mod addresses;
 pub mod backoff;
 pub mod events;
+pub mod ids;
 mod observe;
 pub mod preview;
 pub mod releases;
@@ -84,6 +85,7 @@ pub mod test_support;
 #[cfg(test)]
 mod tests;
 
+pub use ids::{HostId, InstanceId, VolumeId};
 use observe::Index;
 use replicas::{RegionPlan, Revive};
 pub use rollout::record_rollout;
@@ -145,7 +147,7 @@ pub enum HostStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Host {
     /// Stable ID; instances and volumes name their host by it.
-    pub id: String,
+    pub id: HostId,
     /// Human name used in reasons.
     pub name: String,
     /// Region the host is in.
@@ -197,13 +199,13 @@ impl Phase {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     /// Stable ID, minted by the controller when it applies a `Start`.
-    pub id: String,
+    pub id: InstanceId,
     /// Workload it belongs to.
     pub key: WorkloadKey,
     /// Release it runs.
     pub release: u64,
     /// Host ID it is assigned to.
-    pub host: String,
+    pub host: HostId,
     /// Region it was placed in.
     pub region: String,
     /// Cpu it holds, in millicores.
@@ -265,7 +267,7 @@ pub struct VolumePlacement {
     /// Slot number, `0..instances`.
     pub slot: u32,
     /// Host ID that holds the volumes.
-    pub host: String,
+    pub host: HostId,
 }
 
 /// A place whose instances of one release keep failing before they become
@@ -329,7 +331,7 @@ pub enum Action {
         /// Region of the host.
         region: String,
         /// Host ID.
-        host: String,
+        host: HostId,
         /// Volume slot, for a workload with volumes.
         slot: Option<u32>,
         /// Cpu to reserve, in millicores.
@@ -342,7 +344,7 @@ pub enum Action {
     /// Stop an instance (the controller records it as `Stopping`).
     Stop {
         /// Instance ID.
-        instance: String,
+        instance: InstanceId,
         /// Workload it belongs to.
         key: WorkloadKey,
         /// Why it goes.
@@ -436,7 +438,7 @@ impl Action {
 
     /// The instance a `Start` creates once the controller has minted its
     /// `id`: `Pending` since `now`. `None` for every other action.
-    pub fn started_instance(&self, id: String, now: Millis) -> Option<Instance> {
+    pub fn started_instance(&self, id: InstanceId, now: Millis) -> Option<Instance> {
         let Action::Start {
             key,
             release,
@@ -567,7 +569,7 @@ fn place_region<'a>(
         memory: w.spec.memory.0,
         slot,
     };
-    let start = |req: &Request, host: String, reason: String| Action::Start {
+    let start = |req: &Request, host: HostId, reason: String| Action::Start {
         key: w.key.clone(),
         release: req.release,
         region: p.region.to_string(),

@@ -11,7 +11,7 @@
 
 use crate::releases::{plan_releases, CommitInfo, Release};
 use crate::{
-    plan, Action, Desired, Millis, Observed, Phase, VolumePlacement, Workload, WorkloadKey,
+    plan, Action, Desired, HostId, Millis, Observed, Phase, VolumePlacement, Workload, WorkloadKey,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -534,7 +534,7 @@ fn follow_waves(
     now: Millis,
     quotas: Option<&QuotaCheck<'_>>,
 ) {
-    let host_name: BTreeMap<String, String> = observed
+    let host_name: BTreeMap<HostId, String> = observed
         .hosts
         .iter()
         .map(|h| (h.id.clone(), h.name.clone()))
@@ -561,13 +561,13 @@ fn follow_waves(
                     wave.push(Step::Start {
                         workload: workload.clone(),
                         release: *release,
-                        host: host_name.get(host).cloned().unwrap_or_else(|| host.clone()),
+                        host: host_name.get(host).cloned().unwrap_or_else(|| host.to_string()),
                         region: region.clone(),
                         slot: *slot,
                         reason: reason.clone(),
                     });
                     note_new_volumes(out, desired, action, &workload, observed, &host_name);
-                    if let Some(i) = action.started_instance(format!("planned-{minted}"), t) {
+                    if let Some(i) = action.started_instance(format!("planned-{minted}").into(), t) {
                         observed.instances.push(i);
                     }
                 }
@@ -581,12 +581,12 @@ fn follow_waves(
                     };
                     wave.push(Step::Stop {
                         workload: workload.clone(),
-                        instance: instance.clone(),
+                        instance: instance.to_string(),
                         release: i.release,
                         host: host_name
                             .get(&i.host)
                             .cloned()
-                            .unwrap_or_else(|| i.host.clone()),
+                            .unwrap_or_else(|| i.host.to_string()),
                         reason: reason.clone(),
                     });
                     i.phase = Phase::Stopped;
@@ -687,7 +687,7 @@ fn note_new_volumes(
     action: &Action,
     workload: &str,
     observed: &mut Observed,
-    host_name: &BTreeMap<String, String>,
+    host_name: &BTreeMap<HostId, String>,
 ) {
     let Action::Start {
         key,
@@ -724,7 +724,10 @@ fn note_new_volumes(
             workload: workload.into(),
             volume: v.name.clone(),
             slot: *slot,
-            host: host_name.get(host).cloned().unwrap_or_else(|| host.clone()),
+            host: host_name
+                .get(host)
+                .cloned()
+                .unwrap_or_else(|| host.to_string()),
         });
     }
 }
@@ -840,7 +843,7 @@ mod tests {
     fn hosts(n: u32, cpu: u32) -> Vec<Host> {
         (1..=n)
             .map(|i| Host {
-                id: format!("h{i}"),
+                id: format!("h{i}").into(),
                 name: format!("host-{i}"),
                 region: "local".into(),
                 cpu,

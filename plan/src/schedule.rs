@@ -1,7 +1,7 @@
 //! The scheduler: what each host has free, and which host an instance goes to.
 
 use super::observe::{HostNo, Index};
-use super::{Host, HostStatus, Instance, Millis, Observed, Phase, WorkloadKey};
+use super::{Host, HostId, HostStatus, Instance, Millis, Observed, Phase, WorkloadKey};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use vt_repo::Cpu;
@@ -100,7 +100,7 @@ pub(super) enum Placement {
     /// Reserved on this host ID.
     Placed {
         /// Host ID.
-        host: String,
+        host: HostId,
         /// Why this host.
         reason: String,
     },

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use tracing::{info_span, warn};
 use vt_plan::events::{kind, Event, Retention};
 use vt_plan::releases::{plan_releases, CommitInfo, Release};
-use vt_plan::Millis;
+use vt_plan::{InstanceId, Millis};
 use vt_repo::Loaded;
 
 impl Controller {
@@ -159,7 +159,7 @@ impl Controller {
             return;
         }
         let previous = release.number - 1;
-        let adopted: Vec<String> = self
+        let adopted: Vec<InstanceId> = self
             .instances
             .values()
             .filter(|i| {

@@ -5,7 +5,7 @@
 use super::{key_path, Controller, Event};
 use std::collections::BTreeMap;
 use vt_plan::events::kind;
-use vt_plan::{backoff, Backoff, Millis, Phase, WorkloadKey};
+use vt_plan::{backoff, Backoff, InstanceId, Millis, Phase, WorkloadKey};
 
 /// Failed instance records kept per place (slot, or stateless region);
 /// older ones are forgotten at once, whatever their age.
@@ -109,7 +109,7 @@ impl Controller {
     }
 
     /// The failed instances beyond the newest [`KEEP_FAILED`] of each place.
-    pub(super) fn failed_beyond_keep(&self) -> Vec<String> {
+    pub(super) fn failed_beyond_keep(&self) -> Vec<InstanceId> {
         let mut by_place: BTreeMap<Place, Vec<(&str, Millis)>> = BTreeMap::new();
         for r in self.instances.values() {
             let i = &r.instance;
@@ -128,7 +128,7 @@ impl Controller {
                 failed
                     .into_iter()
                     .skip(KEEP_FAILED)
-                    .map(|(id, _)| id.to_string()),
+                    .map(|(id, _)| InstanceId::from(id)),
             );
         }
         out

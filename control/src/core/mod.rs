@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use vt_plan::addresses::{EndpointAddress, Pools};
 use vt_plan::events::{Event, Retention};
 use vt_plan::releases::{CommitInfo, Release};
-use vt_plan::{Backoff, VolumePlacement};
+use vt_plan::{Backoff, HostId, InstanceId, VolumePlacement};
 use vt_plan::{
     Desired, Host, Instance, Millis, Observed, Phase, RolloutState, Workload, WorkloadKey,
 };
@@ -136,8 +136,8 @@ pub struct Controller {
     store: Box<dyn Store>,
     config: Config,
     meta: Meta,
-    hosts: BTreeMap<String, HostRecord>,
-    instances: BTreeMap<String, InstanceRecord>,
+    hosts: BTreeMap<HostId, HostRecord>,
+    instances: BTreeMap<InstanceId, InstanceRecord>,
     rollouts: BTreeMap<WorkloadKey, RolloutState>,
     releases: BTreeMap<WorkloadKey, Release>,
     active: BTreeSet<WorkloadKey>,
@@ -350,7 +350,7 @@ impl Controller {
                 };
                 let spec = self.release_spec(&i.instance.key, i.instance.release)?;
                 Some(Assignment {
-                    id: i.instance.id.clone(),
+                    id: i.instance.id.to_string(),
                     key: i.instance.key.clone(),
                     name: i.name.clone(),
                     release: i.instance.release,
@@ -394,7 +394,7 @@ impl Controller {
     }
 
     /// The phase of each instance on a host, to tell whether a report changed anything.
-    pub fn instances_of_host(&self, host: &str) -> Vec<(String, Phase)> {
+    pub fn instances_of_host(&self, host: &str) -> Vec<(InstanceId, Phase)> {
         self.instances
             .values()
             .filter(|i| i.instance.host == host)

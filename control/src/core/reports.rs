@@ -5,7 +5,7 @@
 use super::{crash_reason, phase_name, Controller, HostRecord, Retry};
 use std::collections::BTreeSet;
 use vt_plan::events::{kind, Event};
-use vt_plan::{Host, HostStatus, Millis, Phase};
+use vt_plan::{Host, HostStatus, InstanceId, Millis, Phase};
 use vt_wire::messages::{HostRegistration, InstanceReport};
 
 impl Controller {
@@ -16,7 +16,7 @@ impl Controller {
         let was = returning.map(|h| h.host.status);
         let record = HostRecord {
             host: Host {
-                id: reg.name.clone(),
+                id: reg.name.as_str().into(),
                 name: reg.name.clone(),
                 region: reg.region.clone(),
                 cpu: reg.cpu,
@@ -28,7 +28,7 @@ impl Controller {
             tunnel: reg.tunnel,
         };
         self.journal.put(format!("host/{}", reg.name), &record);
-        self.hosts.insert(reg.name.clone(), record);
+        self.hosts.insert(reg.name.as_str().into(), record);
         let how = match was {
             None => "registered",
             Some(HostStatus::Lost) => "came back",
@@ -90,7 +90,7 @@ impl Controller {
             }
         }
         // Instances the host no longer has: a stopping one is done, a running one is gone.
-        let missing: Vec<String> = self
+        let missing: Vec<InstanceId> = self
             .instances
             .values()
             .filter(|i| i.instance.host == host && !reported.contains(i.instance.id.as_str()))

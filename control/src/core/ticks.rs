@@ -6,7 +6,10 @@ use super::{key_path, Controller, InstanceRecord, Pending, DEFAULT_LOG_AGE, RETE
 use std::collections::BTreeMap;
 use tracing::warn;
 use vt_plan::events::{kind, Event, EventFilter};
-use vt_plan::{Action, HostStatus, Millis, Phase, RolloutState, VolumePlacement, WorkloadKey};
+use vt_plan::{
+    Action, HostId, HostStatus, InstanceId, Millis, Phase, RolloutState, VolumePlacement,
+    WorkloadKey,
+};
 
 impl Controller {
     /// Marks silent hosts lost, plans, and applies the plan to the records.
@@ -52,7 +55,7 @@ impl Controller {
 
     fn mark_lost_hosts(&mut self, now: Millis) {
         self.journal.forget_repeats(now);
-        let lost: Vec<String> = self
+        let lost: Vec<HostId> = self
             .hosts
             .values()
             .filter(|h| {
@@ -80,7 +83,7 @@ impl Controller {
     }
 
     fn forget_old_instances(&mut self, now: Millis) {
-        let mut old: Vec<String> = self
+        let mut old: Vec<InstanceId> = self
             .instances
             .values()
             .filter(|i| matches!(i.instance.phase, Phase::Stopped | Phase::Failed))
@@ -117,7 +120,7 @@ impl Controller {
                 ..
             } => {
                 self.meta.next_instance += 1;
-                let id = format!("ins_{:06}", self.meta.next_instance);
+                let id = InstanceId::from(format!("ins_{:06}", self.meta.next_instance));
                 let name = name_of(key);
                 let Some(instance) = action.started_instance(id.clone(), now) else {
                     return;

@@ -184,8 +184,9 @@ impl Sim {
                     ..
                 } => {
                     self.minted += 1;
-                    o.instances
-                        .extend(action.started_instance(format!("new{:04}", self.minted), now));
+                    o.instances.extend(
+                        action.started_instance(format!("new{:04}", self.minted).into(), now),
+                    );
                     let recorded = o
                         .volumes
                         .iter()

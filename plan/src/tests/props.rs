@@ -143,13 +143,13 @@ fn build(s: &Seeds, roomy: bool) -> (Desired, Observed) {
             let h = if roomy { h % hosts.len() } else { h };
             let (host, region) = match hosts.get(h) {
                 Some(h) => (h.id.clone(), h.region.clone()),
-                None => (format!("unknown{h}"), "eu".to_string()),
+                None => (format!("unknown{h}").into(), "eu".to_string()),
             };
             let (cpu, memory) = workloads
                 .get(k)
                 .map_or((250, 256 * MI), |w| (w.spec.cpu.0, w.spec.memory.0));
             Instance {
-                id: format!("i{n:02}"),
+                id: format!("i{n:02}").into(),
                 key: app(k),
                 release,
                 host,
@@ -226,7 +226,7 @@ fn fit(mut o: Observed) -> Observed {
         if !i.phase.holds_resources() {
             return true;
         }
-        let u = used.entry(h.id.clone()).or_default();
+        let u = used.entry(h.id.to_string()).or_default();
         let fits = u.0 + u64::from(i.cpu) <= u64::from(h.cpu) && u.1 + i.memory <= h.memory;
         if fits {
             u.0 += u64::from(i.cpu);

@@ -113,7 +113,7 @@ fn a_halted_rollout_replaces_the_instances_of_a_lost_host_with_their_release() {
             .controller()
             .instances_of(&key)
             .into_iter()
-            .filter(|i| lost.contains(&i.instance.id) && i.instance.phase.is_live())
+            .filter(|i| lost.iter().any(|l| i.instance.id == *l) && i.instance.phase.is_live())
             .map(|i| i.instance.id.clone())
             .collect();
         assert!(

@@ -178,6 +178,6 @@ fn live_ids(sim: &Sim, key: &WorkloadKey) -> Vec<String> {
         .instances_of(key)
         .into_iter()
         .filter(|i| i.instance.phase.is_live())
-        .map(|i| i.instance.id.clone())
+        .map(|i| i.instance.id.to_string())
         .collect()
 }

@@ -265,7 +265,7 @@ fn topology(file: Option<&Path>, state: &DesiredState) -> Result<Vec<Host>, CliE
             for n in 1..=fill * 3 / 2 + 2 {
                 let name = format!("sim-{region}-{n}");
                 hosts.push(Host {
-                    id: name.clone(),
+                    id: name.as_str().into(),
                     name,
                     region: region.to_string(),
                     cpu: SIM_HOST.0,
@@ -308,7 +308,7 @@ pub fn hosts_of(topology: &Topology, origin: &str) -> Result<Vec<Host>, CliError
                 )
             };
             Ok(Host {
-                id: h.name.clone(),
+                id: h.name.as_str().into(),
                 name: h.name.clone(),
                 region: h.region.clone(),
                 cpu: vt_repo::Cpu::parse(&h.cpu).map_err(bad)?.0,
