@@ -385,7 +385,7 @@ pub fn volumes(c: &Controller, app: Option<&str>, env: Option<&str>) -> Vec<Volu
                 .iter()
                 .find(|h| h.host.id == host)
                 .map(|h| h.host.status),
-            id: v.id,
+            id: v.id.to_string(),
             name: v.name,
             slot: v.slot,
             host,

@@ -330,7 +330,7 @@ pub enum ExecEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeReport {
     /// Stable ID (`vol_...`), from the workload, the volume name and the slot.
-    pub id: String,
+    pub id: vt_plan::VolumeId,
     /// Workload it belongs to.
     pub key: WorkloadKey,
     /// Volume name in the manifest.
@@ -348,7 +348,7 @@ pub struct VolumeReport {
 }
 
 /// The stable ID of a volume.
-pub fn volume_id(key: &WorkloadKey, name: &str, slot: Option<u32>) -> String {
+pub fn volume_id(key: &WorkloadKey, name: &str, slot: Option<u32>) -> vt_plan::VolumeId {
     use sha2::Digest;
     let text = format!(
         "{}/{}/{name}/{}",
@@ -357,5 +357,5 @@ pub fn volume_id(key: &WorkloadKey, name: &str, slot: Option<u32>) -> String {
         slot.map_or(String::new(), |s| s.to_string())
     );
     let digest = sha2::Sha256::digest(text.as_bytes());
-    format!("vol_{}", hex::encode(&digest[..8]))
+    format!("vol_{}", hex::encode(&digest[..8])).into()
 }
