@@ -192,8 +192,8 @@ impl Controller {
             .into_iter()
             .next()
             .map(|i| ExecRoute {
-                instance: i.instance.id,
-                host: i.instance.host,
+                instance: i.instance.id.to_string(),
+                host: i.instance.host.to_string(),
             })
             .ok_or_else(|| {
                 let what = instance
@@ -279,7 +279,7 @@ mod tests {
         c.instances()
             .into_iter()
             .find(|i| i.name.contains(app) && i.instance.phase == phase)
-            .map(|i| i.instance.id)
+            .map(|i| i.instance.id.to_string())
             .unwrap()
     }
 

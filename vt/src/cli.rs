@@ -38,6 +38,46 @@ pub enum Output {
     Yaml,
 }
 
+/// `vt fleet token create --role`: who may join with the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JoinRole {
+    /// A host agent (`vt host run`).
+    Host,
+    /// An edge (`vt edge run`).
+    Edge,
+}
+
+/// `vt host run --runtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HostRuntime {
+    /// qemu microVMs.
+    Microvm,
+    /// Simulated instances, for tests without qemu.
+    Sim,
+}
+
+/// `vt dev --runtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DevRuntime {
+    /// microvm where this machine has what it needs, else sim.
+    Auto,
+    /// qemu microVMs.
+    Microvm,
+    /// Simulated instances: nothing boots, nothing serves.
+    Sim,
+}
+
+/// `--accel` of microVM hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccelChoice {
+    /// KVM where a probe guest boots, else TCG.
+    Auto,
+    /// KVM.
+    Kvm,
+    /// TCG (emulation).
+    Tcg,
+}
+
 /// vt's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -371,8 +411,8 @@ pub enum TokenCommand {
     /// Mint a join token for a host or an edge.
     Create {
         /// host or edge.
-        #[arg(long)]
-        role: String,
+        #[arg(long, value_enum, hide_possible_values = true)]
+        role: JoinRole,
         /// How long the token is valid.
         #[arg(long, default_value = "24h")]
         ttl: String,
@@ -417,11 +457,11 @@ pub enum HostCommand {
         #[arg(long, env = "VT_STATE_DIR", default_value = "/var/lib/vt/host")]
         state_dir: PathBuf,
         /// Runtime: `microvm` (qemu microVMs) or `sim` (simulated instances, for tests without qemu).
-        #[arg(long, default_value = "microvm")]
-        runtime: String,
+        #[arg(long, value_enum, default_value_t = HostRuntime::Microvm, hide_possible_values = true)]
+        runtime: HostRuntime,
         /// Accelerator for microVMs: `auto` (KVM only if a probe guest boots), `kvm` or `tcg`.
-        #[arg(long, default_value = "auto")]
-        accel: String,
+        #[arg(long, value_enum, default_value_t = AccelChoice::Auto, hide_possible_values = true)]
+        accel: AccelChoice,
         /// For the sim runtime: time an instance takes to become healthy.
         #[arg(long, default_value = "300ms")]
         sim_boot: String,
@@ -624,15 +664,15 @@ pub struct DevArgs {
     pub regions: u32,
     /// Runtime of the hosts: microvm (qemu), sim (simulated instances), or auto
     /// (microvm when qemu and the guest are installed).
-    #[arg(long, default_value = "auto")]
-    pub runtime: String,
+    #[arg(long, value_enum, default_value_t = DevRuntime::Auto, hide_possible_values = true)]
+    pub runtime: DevRuntime,
     /// Start from scratch: delete the previous run's state (volumes included).
     #[arg(long)]
     pub clean: bool,
     /// Accelerator of microVM hosts: auto (KVM where a probe guest boots,
     /// probed once per machine and cached), kvm or tcg.
-    #[arg(long, default_value = "auto")]
-    pub accel: String,
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto, hide_possible_values = true)]
+    pub accel: AccelChoice,
     /// Cpu each host offers.
     #[arg(long, default_value = "2")]
     pub cpu: String,

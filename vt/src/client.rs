@@ -251,7 +251,12 @@ mod tests {
         );
         assert_eq!(
             (e.code, e.exit, e.message.as_str(), e.hint.as_deref()),
-            (ErrorCode::Attached, Exit::Failure, "attached", Some("stop it"))
+            (
+                ErrorCode::Attached,
+                Exit::Failure,
+                "attached",
+                Some("stop it")
+            )
         );
         let e = status_error(500, json!({"code": "E_FROM_A_NEWER_CONTROLLER"}));
         assert_eq!(e.code.as_str(), "E_FROM_A_NEWER_CONTROLLER");

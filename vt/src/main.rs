@@ -98,7 +98,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             role,
             ttl,
             state_dir,
-        })) => fleet::token(g, state_dir, role, ttl),
+        })) => fleet::token(g, state_dir, *role, ttl),
         Command::Host(HostCommand::Run {
             controller,
             token,
@@ -115,8 +115,8 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         }) => {
             let registration = commands::fleet::registration(name, region, cpu, memory, *tunnel)?;
             let choice = fleet::RuntimeChoice {
-                name: runtime,
-                accel,
+                name: *runtime,
+                accel: *accel,
                 sim_boot,
                 drain_timeout,
             };

@@ -7,6 +7,12 @@
 //! ([`ExecRequest`] → [`ExecResult`]); `GET /v1/exec/attach` is an
 //! interactive session over a WebSocket (stdin, a terminal, resizes), whose
 //! query and messages are documented in [`crate::controller::attach`].
+//!
+//! Handlers that ask more of the controller than a view parse their request
+//! into a [`vt_control::operations::Operation`] (`parse_exec`,
+//! `parse_destroy_volume`, `attach::parse_attach`); the controller decides
+//! ([`vt_control::core::Controller::decide`]) and [`perform`] does the IO the
+//! decision names (the host's connection, the host's command and the wait).
 
 use crate::controller::shared::Shared;
 use axum::extract::{Query, State};

@@ -1,6 +1,6 @@
 //! `vt fleet init|run|token create` and `vt host run`: the daemons' entry points.
 
-use crate::cli::Global;
+use crate::cli::{AccelChoice, Global, HostRuntime, JoinRole};
 use crate::error::{chain, CliError, ErrorCode, Exit};
 use crate::output;
 use serde::Serialize;
@@ -156,18 +156,10 @@ struct JoinToken {
 }
 
 /// `vt fleet token create --role host|edge`.
-pub fn token(global: &Global, state_dir: &Path, role: &str, ttl: &str) -> Result<(), CliError> {
+pub fn token(global: &Global, state_dir: &Path, role: JoinRole, ttl: &str) -> Result<(), CliError> {
     let role = match role {
-        "host" => Role::Host,
-        "edge" => Role::Edge,
-        other => {
-            return Err(CliError::new(
-                Exit::Usage,
-                ErrorCode::Usage,
-                format!("`{other}` is not a role that can join"),
-            )
-            .hint("use --role host or --role edge"))
-        }
+        JoinRole::Host => Role::Host,
+        JoinRole::Edge => Role::Edge,
     };
     let ttl_ms = vt_repo::Duration::parse(ttl)
         .map_err(|e| CliError::new(Exit::Usage, ErrorCode::Usage, format!("--ttl: {e}")))?;
@@ -193,25 +185,20 @@ pub(crate) fn mint_token(state_dir: &Path, role: Role, ttl: Duration) -> Result<
 /// Options of `vt host run` that choose and tune the runtime.
 pub struct RuntimeChoice<'a> {
     /// `microvm` or `sim`.
-    pub name: &'a str,
+    pub name: HostRuntime,
     /// `auto`, `kvm` or `tcg` (microvm).
-    pub accel: &'a str,
+    pub accel: AccelChoice,
     /// Boot time of simulated instances (sim).
     pub sim_boot: &'a str,
     /// How long stopped instances keep their endpoint connections.
     pub drain_timeout: &'a str,
 }
 
-fn accel(
-    choice: &str,
-    state_dir: &Path,
-    qemu: &Path,
-    guest: &GuestArtifacts,
-) -> Result<Accel, CliError> {
+fn accel(choice: AccelChoice, state_dir: &Path, qemu: &Path, guest: &GuestArtifacts) -> Accel {
     match choice {
-        "kvm" => Ok(Accel::Kvm),
-        "tcg" => Ok(Accel::Tcg),
-        "auto" => match artifacts::probe(
+        AccelChoice::Kvm => Accel::Kvm,
+        AccelChoice::Tcg => Accel::Tcg,
+        AccelChoice::Auto => match artifacts::probe(
             qemu,
             guest,
             Accel::Kvm,
@@ -223,18 +210,13 @@ fn accel(
                     boot_ms = u64::try_from(t.as_millis()).unwrap_or(0),
                     "KVM boots a guest: using it"
                 );
-                Ok(Accel::Kvm)
+                Accel::Kvm
             }
             Err(why) => {
                 tracing::info!(%why, "KVM cannot boot a guest here: using TCG");
-                Ok(Accel::Tcg)
+                Accel::Tcg
             }
         },
-        other => Err(CliError::new(
-            Exit::Usage,
-            ErrorCode::Usage,
-            format!("--accel `{other}`: use auto, kvm or tcg"),
-        )),
     }
 }
 
@@ -255,13 +237,13 @@ pub fn host(
     })?;
     let tokio = runtime()?;
     let rt: Box<dyn vt_host::Runtime> = match choice.name {
-        "sim" => {
+        HostRuntime::Sim => {
             let boot = vt_repo::Duration::parse(choice.sim_boot).map_err(|e| {
                 CliError::new(Exit::Usage, ErrorCode::Usage, format!("--sim-boot: {e}"))
             })?;
             Box::new(SimRuntime::new(boot.0, 100))
         }
-        "microvm" => {
+        HostRuntime::Microvm => {
             let missing = |what: String| {
                 CliError::new(Exit::Failure, ErrorCode::Host, what)
                     .hint("run `vt host doctor` to see what is missing")
@@ -269,7 +251,7 @@ pub fn host(
             let qemu = artifacts::qemu()
                 .ok_or_else(|| missing("qemu-system-x86_64 is not installed".into()))?;
             let guest = GuestArtifacts::find(&artifacts::guest_dir()).map_err(missing)?;
-            let accel = accel(choice.accel, state_dir, &qemu, &guest)?;
+            let accel = accel(choice.accel, state_dir, &qemu, &guest);
             let ctx = Context {
                 host: registration.name.clone(),
                 dir: state_dir.to_path_buf(),
@@ -281,14 +263,6 @@ pub fn host(
                 orgs: Default::default(),
             };
             Box::new(MicrovmRuntime::new(ctx))
-        }
-        other => {
-            return Err(CliError::new(
-                Exit::Usage,
-                ErrorCode::Usage,
-                format!("runtime `{other}` does not exist"),
-            )
-            .hint("use --runtime microvm or --runtime sim"))
         }
     };
     let opts = AgentOptions {

@@ -80,7 +80,7 @@ pub fn run(g: &Global, args: &DevArgs) -> Result<(), CliError> {
         say("--clean: deleted .vt/dev, the previous runs' state (volumes included)");
     }
     let previous = previous.filter(|_| !args.clean);
-    let (runtime, note) = runtime::choose(&args.runtime, &args.accel)?;
+    let (runtime, note) = runtime::choose(args.runtime, args.accel)?;
     if let Some(note) = note {
         say(&note);
     }

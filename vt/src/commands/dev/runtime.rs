@@ -2,6 +2,7 @@
 //! what they need (qemu, the guest, TAP devices, root), else simulated
 //! instances; and which accelerator, probed once per machine.
 
+use crate::cli::{AccelChoice, DevRuntime};
 use crate::error::{CliError, ErrorCode, Exit};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -58,49 +59,42 @@ fn missing() -> Vec<String> {
 
 /// The runtime for `--runtime` (`auto`, `microvm`, `sim`) and `--accel`,
 /// with a note to print when `auto` settles for `sim`.
-pub fn choose(runtime: &str, accel: &str) -> Result<(Runtime, Option<String>), CliError> {
+pub fn choose(
+    runtime: DevRuntime,
+    accel: AccelChoice,
+) -> Result<(Runtime, Option<String>), CliError> {
     let lacking = || {
         let missing = missing();
         (!missing.is_empty()).then(|| missing.join(", "))
     };
     match runtime {
-        "sim" => Ok((Runtime::Sim, None)),
-        "microvm" => match lacking() {
+        DevRuntime::Sim => Ok((Runtime::Sim, None)),
+        DevRuntime::Microvm => match lacking() {
             Some(what) => Err(CliError::new(
                 Exit::Failure,
                 ErrorCode::Host,
                 format!("the microVM runtime needs {what}"),
             )
             .hint("run `just setup` and `just guest` (as root), or pass --runtime sim")),
-            None => Ok((Runtime::Microvm(pick_accel(accel)?), None)),
+            None => Ok((Runtime::Microvm(pick_accel(accel)), None)),
         },
-        "auto" => match lacking() {
+        DevRuntime::Auto => match lacking() {
             Some(what) => Ok((
                 Runtime::Sim,
                 Some(format!(
                     "simulated hosts (--runtime sim): microVMs need {what}; instances only pretend to run and endpoints do not serve"
                 )),
             )),
-            None => Ok((Runtime::Microvm(pick_accel(accel)?), None)),
+            None => Ok((Runtime::Microvm(pick_accel(accel)), None)),
         },
-        other => Err(CliError::new(
-            Exit::Usage,
-            ErrorCode::Usage,
-            format!("--runtime `{other}`: use auto, microvm or sim"),
-        )),
     }
 }
 
-fn pick_accel(flag: &str) -> Result<Accel, CliError> {
+fn pick_accel(flag: AccelChoice) -> Accel {
     match flag {
-        "kvm" => Ok(Accel::Kvm),
-        "tcg" => Ok(Accel::Tcg),
-        "auto" => Ok(probed_accel()),
-        other => Err(CliError::new(
-            Exit::Usage,
-            ErrorCode::Usage,
-            format!("--accel `{other}`: use auto, kvm or tcg"),
-        )),
+        AccelChoice::Kvm => Accel::Kvm,
+        AccelChoice::Tcg => Accel::Tcg,
+        AccelChoice::Auto => probed_accel(),
     }
 }
 
