@@ -252,6 +252,17 @@ pub enum Stream {
     Stderr,
 }
 
+impl Stream {
+    /// The stream's name, as on the wire and in the host's log files:
+    /// `stdout` or `stderr`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
 /// Guest → host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -567,6 +578,14 @@ mod tests {
         assert_eq!(line, b"{\"type\":\"error\",\"message\":\"x\"}\n");
         let line = encode(&HostToGuest::Stop { grace_ms: 10 }).expect("encodes");
         assert_eq!(line, b"{\"type\":\"stop\",\"grace_ms\":10}\n");
+    }
+
+    #[test]
+    fn stream_names_match_the_wire() {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let json = serde_json::to_string(&stream).expect("encodes");
+            assert_eq!(json, format!("\"{}\"", stream.as_str()));
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+use vt_init::protocol::Stream;
 
 /// Rotate `app.log` when it grows past this.
 pub const MAX_LOG_BYTES: u64 = 10 << 20;
@@ -12,7 +13,7 @@ pub const MAX_LOG_BYTES: u64 = 10 << 20;
 pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// An append-only, size-rotated log file.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LogFile {
     path: PathBuf,
     max: u64,
@@ -28,7 +29,8 @@ impl LogFile {
     }
 
     /// Appends one line (`<unix ms> <stream> <line>`), rotating first when full.
-    pub fn append(&self, time: u64, stream: &str, line: &str) -> std::io::Result<()> {
+    /// Blocking: call it off the async runtime.
+    pub fn append(&self, time: u64, stream: Stream, line: &str) -> std::io::Result<()> {
         if std::fs::metadata(&self.path).is_ok_and(|m| m.len() >= self.max) {
             std::fs::rename(&self.path, self.path.with_extension("log.1"))?;
         }
@@ -36,7 +38,7 @@ impl LogFile {
             .create(true)
             .append(true)
             .open(&self.path)?;
-        writeln!(file, "{time} {stream} {line}")
+        writeln!(file, "{time} {} {line}", stream.as_str())
     }
 }
 
@@ -65,7 +67,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = LogFile::new(dir.path(), 64);
         for i in 0..10 {
-            log.append(i, "stdout", "a line of some length")
+            log.append(i, Stream::Stdout, "a line of some length")
                 .expect("append");
         }
         let current = std::fs::read_to_string(dir.path().join("app.log")).expect("current");

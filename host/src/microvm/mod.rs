@@ -8,7 +8,19 @@ pub mod health;
 pub mod launch;
 pub mod logfile;
 pub mod network;
+mod prepare;
 pub mod runtime;
+pub mod session;
 pub mod supervisor;
+mod vm;
 
 pub use runtime::MicrovmRuntime;
+
+/// Runs blocking work (files, `ip`, `nft`) on tokio's blocking threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| e.to_string())?
+}
