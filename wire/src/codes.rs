@@ -71,7 +71,7 @@ error_codes! {
     NotARepo => "E_NOT_A_REPO",
     /// A git revision does not exist.
     NoSuchRevision => "E_NO_SUCH_REVISION",
-    /// `vt.yaml` is missing or declares what a command needs (regions) nowhere.
+    /// `vt.yaml` is missing, or lacks what the command needs (regions).
     NoConfig => "E_NO_CONFIG",
     /// A region is not declared in `vt.yaml`.
     UnknownRegion => "E_UNKNOWN_REGION",
