@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
+pub use vt_init::protocol::Stream;
 use vt_plan::{Phase, WorkloadKey};
 use vt_repo::EffectiveSpec;
 
@@ -75,7 +76,7 @@ pub struct LogLine {
     /// Qualified env name (`acme/shop/web/prod`).
     pub name: String,
     /// `stdout` or `stderr`.
-    pub stream: String,
+    pub stream: Stream,
     /// When it was written (Unix milliseconds).
     pub time: u64,
     /// The line, without its newline.
@@ -308,7 +309,7 @@ pub enum ExecEvent {
     /// Output bytes.
     Output {
         /// `stdout` or `stderr`.
-        stream: String,
+        stream: Stream,
         /// The bytes.
         data: Vec<u8>,
     },

@@ -262,7 +262,7 @@ mod tests {
         let line = |time: u64| LogLine {
             instance: "ins_1".into(),
             name: "acme/shop/web/prod".into(),
-            stream: "stdout".into(),
+            stream: vt_wire::messages::Stream::Stdout,
             time,
             line: format!("at {time}"),
         };

@@ -520,9 +520,10 @@ async fn exec(
                 .await
                 .map_err(wire_error)?
             {
-                Some(ExecEvent::Output { stream, data }) if stream == "stderr" => {
-                    result.stderr.extend(data)
-                }
+                Some(ExecEvent::Output {
+                    stream: vt_wire::messages::Stream::Stderr,
+                    data,
+                }) => result.stderr.extend(data),
                 Some(ExecEvent::Output { data, .. }) => result.stdout.extend(data),
                 Some(ExecEvent::Exited { code, signal }) => {
                     result.code = code;

@@ -339,7 +339,10 @@ async fn bridge(
             }
             event = events.recv() => match event {
                 Some(Ok(Some(ExecEvent::Output { stream, data }))) => {
-                    let stream = if stream == "stderr" { STDERR } else { STDOUT };
+                    let stream = match stream {
+                        vt_wire::messages::Stream::Stderr => STDERR,
+                        vt_wire::messages::Stream::Stdout => STDOUT,
+                    };
                     let message = Message::Binary(output_message(stream, &data).into());
                     if socket.send(message).await.is_err() {
                         break End::HungUp;

@@ -16,6 +16,7 @@ use vt_control::core::{Config, Controller};
 use vt_control::store::{RedbStore, StoreError};
 use vt_control::views::SourceView;
 use vt_plan::events::{kind, Event};
+use vt_wire::backoff::Backoff;
 use vt_wire::clock::now;
 
 /// Daemon failures that stop it.
@@ -171,7 +172,8 @@ async fn git_task(shared: Arc<Shared>, source: GitSource) {
             shared.settings.poll_interval_ms
         }
     };
-    let mut backoff = 0u32;
+    // After a failure: 1 s, doubling up to 16 s, until a read succeeds.
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(16));
     let mut last_error = String::new();
     loop {
         let src = source.clone();
@@ -187,7 +189,7 @@ async fn git_task(shared: Arc<Shared>, source: GitSource) {
         .await;
         let wait = match result {
             Ok(Ok((refreshed, snapshot, view))) => {
-                backoff = 0;
+                backoff.reset();
                 last_error.clear();
                 *shared.source.lock().unwrap_or_else(|p| p.into_inner()) = view;
                 {
@@ -237,8 +239,7 @@ async fn git_task(shared: Arc<Shared>, source: GitSource) {
                     shared.commit(&mut controller);
                     last_error = message;
                 }
-                backoff = (backoff + 1).min(5);
-                Duration::from_millis(500 << backoff)
+                backoff.next_delay()
             }
             Err(e) => {
                 warn!(error = %e, "git task failed");

@@ -55,13 +55,7 @@ pub fn instance_number(id: &str) -> u64 {
 /// A TAP name (at most 15 characters) unique to a host and instance.
 pub fn tap_name(host: &str, instance: &str) -> String {
     let h = hash(&format!("{host}/{instance}"));
-    format!(
-        "vt{}",
-        h[..6]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
+    format!("vt{}", hex::encode(&h[..6]))
 }
 
 /// A MAC address for an instance (locally administered).

@@ -18,11 +18,14 @@ use tokio::sync::mpsc;
 use tokio::sync::watch;
 use tracing::{info, info_span, warn, Instrument};
 use vt_plan::Phase;
+use vt_wire::backoff::Backoff;
 use vt_wire::messages::{Assignment, DeliveredSecret, ExecCommand, ExecEvent, LogLine};
 
 pub use crate::microvm::prepare::volume_path;
 pub use crate::microvm::session::STOP_GRACE;
 
+/// First restart backoff; each next one doubles.
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 /// Longest restart backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -194,6 +197,7 @@ async fn supervise(
         s.volumes = prepared.volumes.clone();
     }
     let mut restarts = 0u32;
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
         let mut io = VmIo {
             stop: &mut stop,
@@ -207,8 +211,8 @@ async fn supervise(
             }
             Err(reason) => {
                 restarts += 1;
-                let backoff = Duration::from_secs(1u64 << restarts.min(6)).min(MAX_BACKOFF);
-                warn!(%reason, restarts, ?backoff, "the VM stopped; restarting");
+                let delay = backoff.next_delay();
+                warn!(%reason, restarts, ?delay, "the VM stopped; restarting");
                 // Restarted in place (crash-loop backoff): still this
                 // instance, so the controller does not replace it.
                 status.lock().unwrap_or_else(|p| p.into_inner()).restarts = restarts;
@@ -217,7 +221,7 @@ async fn supervise(
                     Phase::Starting,
                     Some(format!(
                         "restarting in {}s (restart {restarts}): {reason}",
-                        backoff.as_secs()
+                        delay.as_secs()
                     )),
                 );
                 // A stop the VM's loop already saw (while the guest booted).
@@ -230,7 +234,7 @@ async fn supervise(
                     break;
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(delay) => {}
                     _ = stop.changed() => {
                         set(&status, Phase::Stopped, Some(format!("stopped after: {reason}")));
                         break;

@@ -278,7 +278,6 @@ impl Shell<'_> {
                 Event::Log { stream, line, time } => self.log(stream, line, time).await,
                 Event::ExecOutput { id, stream, data } => {
                     if let Some(tx) = self.execs.get(&id) {
-                        let stream = stream.as_str().into();
                         let _ = tx.send(ExecEvent::Output { stream, data }).await;
                     }
                 }
@@ -391,7 +390,7 @@ impl Shell<'_> {
         s.logs.push(LogLine {
             instance: self.instance.id.clone(),
             name: self.instance.name.clone(),
-            stream: stream.as_str().into(),
+            stream,
             time,
             line,
         });

@@ -457,7 +457,7 @@ fn ago(flag: &str, value: &Option<String>) -> Result<Option<String>, CliError> {
 
 /// One log line for people: time, instance, text (stderr in red).
 pub(crate) fn log_line(l: &LogLine, s: Style) -> String {
-    let text = if l.stream == "stderr" {
+    let text = if l.stream == vt_wire::messages::Stream::Stderr {
         s.red(&l.line)
     } else {
         l.line.clone()
