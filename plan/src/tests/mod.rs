@@ -214,38 +214,20 @@ impl Sim {
                     i.phase = Phase::Stopping;
                     i.since = now;
                 }
+                // Records per release (older ones stay), each kept as the
+                // controller keeps its current one.
                 Action::RolloutStarted { key, release } => {
                     o.rollouts
                         .retain(|r| !(&r.key == key && r.release == *release));
-                    o.rollouts.push(RolloutState {
-                        key: key.clone(),
-                        release: *release,
-                        started: now,
-                        last_progress: now,
-                        healthy: 0,
-                        status: RolloutStatus::Progressing,
-                    });
+                    o.rollouts.extend(crate::record_rollout(None, action, now));
                 }
-                Action::RolloutProgressed {
-                    key,
-                    release,
-                    healthy,
-                } => {
+                Action::RolloutProgressed { key, release, .. }
+                | Action::RolloutCompleted { key, release }
+                | Action::RolloutHalted { key, release, .. } => {
                     let r = rollout(&mut o.rollouts, key, *release);
-                    r.last_progress = now;
-                    r.healthy = *healthy;
-                }
-                Action::RolloutCompleted { key, release } => {
-                    rollout(&mut o.rollouts, key, *release).status = RolloutStatus::Completed;
-                }
-                Action::RolloutHalted {
-                    key,
-                    release,
-                    reason,
-                } => {
-                    rollout(&mut o.rollouts, key, *release).status = RolloutStatus::Halted {
-                        reason: reason.clone(),
-                    };
+                    if let Some(next) = crate::record_rollout(Some(r), action, now) {
+                        *r = next;
+                    }
                 }
                 Action::Unplaceable { .. } | Action::Waiting { .. } | Action::BackingOff { .. } => {
                 }
