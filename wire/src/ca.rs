@@ -394,7 +394,10 @@ mod tests {
         let err = ca
             .issue(Role::Host, "evil.controller", Duration::from_secs(60))
             .unwrap_err();
-        assert!(matches!(err, WireError::InvalidName(_)), "{err}");
+        assert!(
+            matches!(err, WireError::Name(crate::role::NameError::InvalidName(_))),
+            "{err}"
+        );
     }
 
     #[test]

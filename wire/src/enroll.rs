@@ -396,7 +396,10 @@ mod tests {
             name: "Not A Label".to_owned(),
         };
         let err = enroller.answer(&req, now).unwrap_err();
-        assert!(matches!(err, WireError::InvalidName(_)), "{err}");
+        assert!(
+            matches!(err, WireError::Name(crate::role::NameError::InvalidName(_))),
+            "{err}"
+        );
     }
 }
 

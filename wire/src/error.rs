@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::role::{PeerId, Role};
+use super::role::{NameError, PeerId, Role};
 
 /// Everything that can go wrong in the wire module: state files, certificates, join
 /// tokens, enrolment, QUIC endpoints and framing.
@@ -51,12 +51,9 @@ pub enum WireError {
         "the certificate names no vt role and name (no DNS name of the form <name>.<role>.vt)"
     )]
     NoFleetIdentity,
-    /// A node name is not a DNS label.
-    #[error("{0:?} is not a valid node name: use 1 to 63 lowercase letters, digits and '-', not starting or ending with '-'")]
-    InvalidName(String),
-    /// A role string is not one of the known roles.
-    #[error("{0:?} is not a role: expected controller, host or edge")]
-    UnknownRole(String),
+    /// A node name or role is not valid.
+    #[error(transparent)]
+    Name(#[from] NameError),
     /// The random number generator failed.
     #[error("could not gather random bytes")]
     Random(#[source] getrandom::Error),

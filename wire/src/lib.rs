@@ -59,5 +59,5 @@ pub use enroll::{
 };
 pub use error::WireError;
 pub use peer::{peer_id_from_cert, peer_of, require_peer};
-pub use role::{validate_name, PeerId, Role, CONTROLLER_SERVER_NAME};
+pub use role::{validate_name, NameError, PeerId, Role, CONTROLLER_SERVER_NAME};
 pub use token::{Claims, Token, TokenSecret, TOKEN_SECRET_FILE};

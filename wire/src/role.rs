@@ -5,7 +5,16 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::WireError;
+/// A node name or role that is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// A node name is not a DNS label.
+    #[error("{0:?} is not a valid node name: use 1 to 63 lowercase letters, digits and '-', not starting or ending with '-'")]
+    InvalidName(String),
+    /// A role string is not one of the known roles.
+    #[error("{0:?} is not a role: expected controller, host or edge")]
+    UnknownRole(String),
+}
 
 /// The DNS name every controller certificate carries besides its own, so that hosts and
 /// edges can dial the controller without knowing its node name.
@@ -41,14 +50,14 @@ impl fmt::Display for Role {
 }
 
 impl FromStr for Role {
-    type Err = WireError;
+    type Err = NameError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "controller" => Ok(Role::Controller),
             "host" => Ok(Role::Host),
             "edge" => Ok(Role::Edge),
-            other => Err(WireError::UnknownRole(other.to_owned())),
+            other => Err(NameError::UnknownRole(other.to_owned())),
         }
     }
 }
@@ -64,7 +73,7 @@ pub struct PeerId {
 
 impl PeerId {
     /// Builds an identity, checking that `name` is a DNS label (see [`validate_name`]).
-    pub fn new(role: Role, name: &str) -> Result<Self, WireError> {
+    pub fn new(role: Role, name: &str) -> Result<Self, NameError> {
         validate_name(name)?;
         Ok(PeerId {
             role,
@@ -93,7 +102,7 @@ impl fmt::Display for PeerId {
 
 /// Checks that a node name is a DNS label: 1 to 63 lowercase ASCII letters, digits and
 /// `-`, neither first nor last.
-pub fn validate_name(name: &str) -> Result<(), WireError> {
+pub fn validate_name(name: &str) -> Result<(), NameError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && !name.starts_with('-')
@@ -104,7 +113,7 @@ pub fn validate_name(name: &str) -> Result<(), WireError> {
     if ok {
         Ok(())
     } else {
-        Err(WireError::InvalidName(name.to_owned()))
+        Err(NameError::InvalidName(name.to_owned()))
     }
 }
 

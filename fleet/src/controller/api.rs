@@ -14,6 +14,7 @@
 //! ([`vt_control::core::Controller::decide`]) and [`perform`] does the IO the
 //! decision names (the host's connection, the host's command and the wait).
 
+use crate::controller::perform::{perform, ApiError};
 use crate::controller::shared::Shared;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -27,58 +28,12 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use tokio_stream::StreamExt;
 use tracing::warn;
-use vt_control::operations::{
-    Decision, ExecRoute, ExecTarget, Operation, OperationError, VolumeDestroy,
-};
+use vt_control::operations::{ExecRoute, ExecTarget, Operation};
 use vt_control::{endpoint_views, views};
 use vt_plan::events::{Event, EventFilter};
 use vt_wire::clock::now;
 use vt_wire::codes::ErrorCode;
 use vt_wire::messages::LogLine;
-
-/// An API error: a stable code, a message and the HTTP status.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ApiError {
-    /// Stable code (`E_UNAUTHORIZED`, `E_NOT_FOUND`, ...).
-    pub code: ErrorCode,
-    /// What went wrong.
-    pub message: String,
-    /// How to fix it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
-    /// HTTP status.
-    #[serde(skip)]
-    pub status: u16,
-}
-
-impl ApiError {
-    /// An error answered with `status`.
-    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            message: message.into(),
-            hint: None,
-            status: status.as_u16(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self)).into_response()
-    }
-}
-
-impl From<vt_control::store::StoreError> for ApiError {
-    fn from(e: vt_control::store::StoreError) -> Self {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Store,
-            vt_wire::error_chain(&e),
-        )
-    }
-}
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
@@ -417,71 +372,6 @@ pub fn parse_destroy_volume(req: DestroyVolume) -> Operation {
     Operation::DestroyVolume { id: req.id }
 }
 
-/// What the daemon did for an operation.
-pub(crate) enum Performed {
-    /// The host deleted the volume (as it was before).
-    VolumeDestroyed(views::VolumeView),
-    /// Where the exec runs, and the connection to its host.
-    ExecRouted(ExecRoute, quinn::Connection),
-}
-
-impl Performed {
-    /// The destroyed volume.
-    fn volume(self) -> Result<views::VolumeView, ApiError> {
-        match self {
-            Performed::VolumeDestroyed(volume) => Ok(volume),
-            Performed::ExecRouted(..) => Err(mismatch("a volume")),
-        }
-    }
-
-    /// The exec's route and connection.
-    pub(crate) fn route(self) -> Result<(ExecRoute, quinn::Connection), ApiError> {
-        match self {
-            Performed::ExecRouted(route, conn) => Ok((route, conn)),
-            Performed::VolumeDestroyed(_) => Err(mismatch("an exec route")),
-        }
-    }
-}
-
-/// A handler got another answer than its operation's (a bug).
-fn mismatch(wanted: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorCode::Internal,
-        format!("the controller did not answer with {wanted}"),
-    )
-}
-
-/// Hands `operation` to the controller and does the IO its decision asks for:
-/// an exec's host connection, a volume's deletion on its host.
-pub(crate) async fn perform(shared: &Shared, operation: &Operation) -> Result<Performed, ApiError> {
-    let decision = shared.lock().decide(operation)?;
-    match decision {
-        Decision::DestroyVolume(destroy) => destroy_on_host(shared, destroy)
-            .await
-            .map(Performed::VolumeDestroyed),
-        Decision::RouteExec(route) => {
-            let conn = shared
-                .host_conns
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&route.host)
-                .cloned();
-            let conn = conn.ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::HostUnreachable,
-                    format!(
-                        "host {} of instance {} is not connected",
-                        route.host, route.instance
-                    ),
-                )
-            })?;
-            Ok(Performed::ExecRouted(route, conn))
-        }
-    }
-}
-
 async fn exec(
     State(shared): State<Arc<Shared>>,
     Json(req): Json<ExecRequest>,
@@ -614,9 +504,6 @@ pub struct DestroyVolume {
     pub id: String,
 }
 
-/// How long the host has to delete a volume.
-const DESTROY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
 async fn destroy_volume(
     State(shared): State<Arc<Shared>>,
     Json(req): Json<DestroyVolume>,
@@ -626,56 +513,6 @@ async fn destroy_volume(
             .await?
             .volume()?,
     ))
-}
-
-/// Sends the host its command, waits until it no longer reports the volume,
-/// then has the controller record the deletion.
-async fn destroy_on_host(
-    shared: &Shared,
-    destroy: VolumeDestroy,
-) -> Result<views::VolumeView, ApiError> {
-    shared
-        .host_commands
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(destroy.host.clone())
-        .or_default()
-        .push(destroy.message.clone());
-    shared.changed.send_modify(|v| *v += 1);
-    let deadline = tokio::time::Instant::now() + DESTROY_TIMEOUT;
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let mut c = shared.lock();
-        if c.volume(&destroy.volume.id).is_none() {
-            c.volume_destroyed(&destroy, now());
-            shared.commit(&mut c);
-            return Ok(destroy.volume);
-        }
-    }
-    Err(ApiError::new(
-        StatusCode::GATEWAY_TIMEOUT,
-        ErrorCode::HostUnreachable,
-        format!(
-            "host {} did not delete volume {} within {}s",
-            destroy.host,
-            destroy.volume.id,
-            DESTROY_TIMEOUT.as_secs()
-        ),
-    ))
-}
-
-impl From<OperationError> for ApiError {
-    fn from(e: OperationError) -> Self {
-        let status = match e {
-            OperationError::NoVolume(_) | OperationError::NoInstance { .. } => {
-                StatusCode::NOT_FOUND
-            }
-            OperationError::Attached { .. } => StatusCode::CONFLICT,
-        };
-        let mut error = ApiError::new(status, e.code(), e.to_string());
-        error.hint = e.hint().map(str::to_string);
-        error
-    }
 }
 
 #[cfg(test)]
@@ -701,44 +538,6 @@ mod tests {
         assert_eq!(
             parse_destroy_volume(req),
             Operation::DestroyVolume { id: "vol_1".into() }
-        );
-    }
-
-    #[test]
-    fn refusals_answer_their_status_code_and_hint() {
-        let answer = |e: OperationError| {
-            let e = ApiError::from(e);
-            (e.status, serde_json::to_value(&e).unwrap())
-        };
-        assert_eq!(
-            answer(OperationError::NoVolume("vol_1".into())),
-            (
-                404,
-                serde_json::json!({"code": "E_NOT_FOUND", "message": "no volume vol_1"})
-            )
-        );
-        assert_eq!(
-            answer(OperationError::NoInstance { what: "web".into() }),
-            (
-                404,
-                serde_json::json!({"code": "E_NOT_FOUND", "message": "no running instance of web"})
-            )
-        );
-        let (status, body) = answer(OperationError::Attached {
-            id: "vol_1".into(),
-            instance: "inst_1".into(),
-        });
-        assert_eq!(
-            (status, &body["code"]),
-            (409, &serde_json::json!("E_ATTACHED"))
-        );
-        assert_eq!(
-            body["message"],
-            "volume vol_1 is attached to instance inst_1"
-        );
-        assert_eq!(
-            body["hint"],
-            "stop the instance first (remove the volume or the env from the repository)"
         );
     }
 }

@@ -47,7 +47,7 @@
 //! - closing the WebSocket (or losing it) before `exited` hangs the session
 //!   up: the process gets SIGHUP.
 
-use crate::controller::api::{perform, ApiError};
+use crate::controller::perform::{perform, ApiError};
 use crate::controller::shared::Shared;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};

@@ -7,6 +7,7 @@ pub mod attach;
 pub mod daemon;
 pub mod delivery;
 pub mod git_source;
+pub mod perform;
 pub mod sessions;
 pub mod setup;
 pub mod shared;

@@ -5,6 +5,7 @@
 
 pub mod artifacts;
 pub mod health;
+pub mod instance;
 pub mod launch;
 pub mod logfile;
 pub mod network;

@@ -5,10 +5,10 @@
 
 use crate::image::effective_process;
 use crate::microvm::blocking;
+use crate::microvm::instance::{set, Context, Status};
 use crate::microvm::launch::disk_device;
 use crate::microvm::network::{self, Addressing};
 use crate::microvm::session::STOP_GRACE;
-use crate::microvm::supervisor::{set, Context, Status};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use vt_init::protocol as guest;

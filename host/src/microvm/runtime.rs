@@ -1,7 +1,8 @@
 //! [`MicrovmRuntime`]: the [`Runtime`] that runs each instance as a microVM,
 //! one [`supervisor`] task per instance.
 
-use crate::microvm::supervisor::{self, Context, ExecJob, Handle};
+use crate::microvm::instance::{Context, ExecJob};
+use crate::microvm::supervisor::{self, Handle};
 use crate::Runtime;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;

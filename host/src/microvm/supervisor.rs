@@ -3,23 +3,19 @@
 //! (the guest protocol is a [`GuestSession`](crate::microvm::session), driven
 //! by [`vm`](crate::microvm::vm)), restart the VM with backoff when it dies,
 //! and stop it gracefully when told. Its progress is published in a
-//! [`Status`] the runtime reads.
+//! [`Status`](crate::microvm::instance::Status) the runtime reads.
 
-use crate::image::{Auth, ImageStore};
-use crate::microvm::artifacts::GuestArtifacts;
-use crate::microvm::launch::Accel;
+use crate::microvm::instance::{set, Context, ExecJob, Status};
 use crate::microvm::prepare::{clean_up, prepare};
 use crate::microvm::vm::{run_vm, VmIo};
-use std::net::Ipv6Addr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::sync::watch;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{info_span, warn, Instrument};
 use vt_plan::Phase;
 use vt_wire::backoff::Backoff;
-use vt_wire::messages::{Assignment, DeliveredSecret, ExecCommand, ExecEvent, LogLine};
+use vt_wire::messages::{Assignment, DeliveredSecret};
 
 pub use crate::microvm::prepare::volume_path;
 pub use crate::microvm::session::STOP_GRACE;
@@ -28,57 +24,6 @@ pub use crate::microvm::session::STOP_GRACE;
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 /// Longest restart backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-
-/// What every instance on this host shares.
-#[derive(Debug)]
-pub struct Context {
-    /// This host's name.
-    pub host: String,
-    /// The host's state directory (`instances/`, `volumes/`, `images/`).
-    pub dir: PathBuf,
-    /// Kernel and initramfs.
-    pub guest: GuestArtifacts,
-    /// qemu binary.
-    pub qemu: PathBuf,
-    /// Accelerator in use.
-    pub accel: Accel,
-    /// The image store.
-    pub images: ImageStore,
-    /// Registry credentials.
-    pub auth: Auth,
-    /// Prefixes of the orgs with instances here, kept apart by the firewall.
-    pub orgs: Mutex<std::collections::BTreeSet<[u16; 3]>>,
-}
-
-/// An instance's progress, read by the runtime.
-#[derive(Debug, Clone)]
-pub struct Status {
-    /// Phase.
-    pub phase: Phase,
-    /// What it is doing or why it failed.
-    pub detail: Option<String>,
-    /// Log lines not yet shipped.
-    pub logs: Vec<LogLine>,
-    /// The guest's address.
-    pub address: Option<Ipv6Addr>,
-    /// Times the VM was restarted after the app ended.
-    pub restarts: u32,
-    /// Volume images attached to the VM.
-    pub volumes: Vec<PathBuf>,
-    /// The image's manifest digest, once pulled.
-    pub image: Option<String>,
-}
-
-/// A command to run in the instance, and where its events go.
-#[derive(Debug)]
-pub struct ExecJob {
-    /// What to run.
-    pub command: ExecCommand,
-    /// Where output and exit go.
-    pub events: mpsc::Sender<ExecEvent>,
-    /// An interactive command's input (its `stdin` field is then unused).
-    pub input: Option<mpsc::Receiver<vt_wire::messages::ExecInput>>,
-}
 
 /// A running supervisor.
 #[derive(Debug)]
@@ -145,16 +90,6 @@ pub fn spawn(ctx: Arc<Context>, assignment: Assignment) -> Handle {
         jobs,
         secrets,
     }
-}
-
-/// Publishes the instance's phase and detail, logging a change.
-pub(crate) fn set(status: &Mutex<Status>, phase: Phase, detail: Option<String>) {
-    let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
-    if s.phase != phase || s.detail != detail {
-        info!(phase = ?phase, detail = detail.as_deref().unwrap_or(""), "instance phase");
-    }
-    s.phase = phase;
-    s.detail = detail;
 }
 
 /// What a supervisor is told while it runs.

@@ -8,12 +8,12 @@
 
 use crate::microvm::blocking;
 use crate::microvm::health;
+use crate::microvm::instance::{set, Context, ExecJob, Status};
 use crate::microvm::launch::{host_tsc_khz, vcpus, LaunchSpec};
 use crate::microvm::logfile::{LogFile, MAX_LOG_BYTES};
 use crate::microvm::network;
 use crate::microvm::prepare::Prepared;
 use crate::microvm::session::{Command, Config, End, Event, ExecId, Failure, GuestSession, VmLog};
-use crate::microvm::supervisor::{set, Context, ExecJob, Status};
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
