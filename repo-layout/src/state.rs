@@ -39,7 +39,7 @@ pub struct EnvSecrets {
     /// Path of the file.
     pub file: String,
     /// The file's content (values still encrypted).
-    pub content: crate::secrets::SecretsFile,
+    pub content: crate::secrets::format::SecretsFile,
 }
 
 impl EnvSecrets {

@@ -496,7 +496,7 @@ fn check_spec(c: &mut Checker<'_>, file: &str, base: &str, spec: &Spec, regions:
         if let Some(signal) = secret
             .signal
             .as_deref()
-            .filter(|s| crate::secrets::signal_number(s).is_none())
+            .filter(|s| crate::secrets::format::signal_number(s).is_none())
         {
             c.value(
                 Code::InvalidValue,
@@ -505,7 +505,7 @@ fn check_spec(c: &mut Checker<'_>, file: &str, base: &str, spec: &Spec, regions:
                 format!("`{signal}` is not a signal vt can send"),
                 Some(format!(
                     "use one of {}",
-                    crate::secrets::SIGNALS
+                    crate::secrets::format::SIGNALS
                         .iter()
                         .map(|(n, _)| *n)
                         .collect::<Vec<_>>()
@@ -514,7 +514,7 @@ fn check_spec(c: &mut Checker<'_>, file: &str, base: &str, spec: &Spec, regions:
             );
         }
         let pattern = secret.format.as_ref().and_then(|f| f.pattern.as_deref());
-        if let Some(Err(e)) = pattern.map(crate::secrets::compile_pattern) {
+        if let Some(Err(e)) = pattern.map(crate::secrets::format::compile_pattern) {
             c.value(
                 Code::InvalidValue,
                 file,
