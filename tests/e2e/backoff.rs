@@ -68,7 +68,7 @@ fn a_missing_image_backs_off_then_runs_and_a_crashing_release_halts() {
 
     let fleet = FleetDir::init(&sb, "fleet", &repo.path().display().to_string());
     let controller = fleet.start();
-    let _host = start_host(&sb, &fleet, &controller, &[]);
+    let mut host = start_host(&sb, &fleet, &controller, &[]);
 
     // A minute of pull failures: a few records, not hundreds.
     let start = Instant::now();
@@ -152,4 +152,6 @@ fn a_missing_image_backs_off_then_runs_and_a_crashing_release_halts() {
         described.contains("halted:") && described.contains("last failure"),
         "{described}"
     );
+    // The agent stops its VMs when it stops (a killed one would leave them running).
+    host.terminate(Duration::from_secs(40));
 }
