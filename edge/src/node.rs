@@ -9,9 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{info, info_span, warn, Instrument};
-use vt_wire::backoff::Backoff;
-use vt_wire::error_chain;
+use tracing::{info, info_span, Instrument};
+use vt_wire::backoff::Reconnect;
 use vt_wire::messages::{ControllerMessage, EdgeMessage, Route};
 use vt_wire::{
     self as wire, frame, node_identity, NodeError, Role, WireError, CONTROLLER_SERVER_NAME,
@@ -71,22 +70,18 @@ pub async fn run(
     let relays = Arc::new(Relays::new(Pool::new(tunnels)));
     let mut listeners = Listeners::new(opts.assign_to.clone());
     let sessions = async {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(3));
+        let mut reconnect = Reconnect::default();
         loop {
             let span = info_span!("session", edge = %opts.name, controller = %opts.controller);
-            match session(&control, &opts, &relays, &mut listeners)
+            let ended = session(&control, &opts, &relays, &mut listeners)
                 .instrument(span)
-                .await
-            {
-                Ok(()) => {
-                    info!("the controller closed the session; reconnecting");
-                    backoff.reset();
-                }
-                Err(e) => {
-                    warn!(error = %error_chain(&e), retry_in = ?backoff.peek(), "session failed; still serving the last routing table")
-                }
-            }
-            tokio::time::sleep(backoff.next_delay()).await;
+                .await;
+            reconnect
+                .after(
+                    ended,
+                    "session failed; still serving the last routing table",
+                )
+                .await;
         }
     };
     tokio::select! {

@@ -10,9 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, info_span, warn, Instrument};
-use vt_wire::backoff::Backoff;
+use vt_wire::backoff::Reconnect;
 use vt_wire::clock::now;
-use vt_wire::error_chain;
 use vt_wire::messages::{ControllerMessage, ExecCommand, ExecEvent, HostMessage, HostRegistration};
 use vt_wire::{
     self as wire, frame, node_identity, NodeError, Role, WireError, CONTROLLER_SERVER_NAME,
@@ -80,22 +79,13 @@ pub async fn run(
     let endpoint = wire::client_endpoint(bind, Some(&identity), &ca)?;
     let name = opts.registration.name.clone();
     let sessions = async {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(3));
+        let mut reconnect = Reconnect::default();
         loop {
             let span = info_span!("session", host = %name, controller = %opts.controller);
-            match session(&endpoint, &opts, runtime.as_mut(), &targets)
+            let ended = session(&endpoint, &opts, runtime.as_mut(), &targets)
                 .instrument(span)
-                .await
-            {
-                Ok(()) => {
-                    info!("the controller closed the session; reconnecting");
-                    backoff.reset();
-                }
-                Err(e) => {
-                    warn!(error = %error_chain(&e), retry_in = ?backoff.peek(), "session failed")
-                }
-            }
-            tokio::time::sleep(backoff.next_delay()).await;
+                .await;
+            reconnect.after(ended, "session failed").await;
         }
     };
     tokio::select! {

@@ -45,6 +45,39 @@ impl Backoff {
     }
 }
 
+/// The wait between a host's or an edge's sessions with the controller:
+/// 100 ms after a session the controller closed, then doubling up to 3 s
+/// while sessions keep failing.
+#[derive(Debug)]
+pub struct Reconnect {
+    backoff: Backoff,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(3)),
+        }
+    }
+}
+
+impl Reconnect {
+    /// Logs how the last session ended (`failed` says what a failure means
+    /// for this node) and waits before the next one.
+    pub async fn after<E: std::error::Error>(&mut self, ended: Result<(), E>, failed: &str) {
+        match ended {
+            Ok(()) => {
+                tracing::info!("the controller closed the session; reconnecting");
+                self.backoff.reset();
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), retry_in = ?self.backoff.peek(), "{failed}")
+            }
+        }
+        tokio::time::sleep(self.backoff.next_delay()).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

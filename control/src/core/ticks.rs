@@ -34,6 +34,8 @@ impl Controller {
             .is_none_or(|t| now.saturating_sub(t) >= RETENTION_EVERY)
         {
             self.last_retention = Some(now);
+            // Forgetting old repeats reads every recent one: with retention, not every tick.
+            self.journal.forget_repeats(now);
             let all = self
                 .store
                 .events(&EventFilter::default(), usize::MAX)
@@ -54,7 +56,6 @@ impl Controller {
     }
 
     fn mark_lost_hosts(&mut self, now: Millis) {
-        self.journal.forget_repeats(now);
         let lost: Vec<HostId> = self
             .hosts
             .values()
