@@ -140,7 +140,7 @@ impl Controller {
         Ok(VolumeDestroy {
             host: volume.host.clone(),
             message: ControllerMessage::DestroyVolume {
-                id: volume.id.clone(),
+                id: volume.id.as_str().into(),
             },
             volume,
         })

@@ -8,7 +8,9 @@ use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use vt_plan::releases::{CommitInfo, Release};
-use vt_plan::{Backoff, HostStatus, Millis, Phase, RolloutState, RolloutStatus, WorkloadKey};
+use vt_plan::{
+    Backoff, HostStatus, Millis, Phase, ReleaseNo, RolloutState, RolloutStatus, WorkloadKey,
+};
 use vt_repo::{EffectiveSpec, FieldChange};
 
 /// One instance, for people.
@@ -17,7 +19,7 @@ pub struct InstanceView {
     /// Instance ID.
     pub id: String,
     /// Release it runs.
-    pub release: u64,
+    pub release: ReleaseNo,
     /// Host name.
     pub host: String,
     /// Region.
@@ -66,9 +68,9 @@ pub struct WorkloadStatus {
     /// Whether the repository still declares it.
     pub active: bool,
     /// Latest release.
-    pub desired_release: u64,
+    pub desired_release: ReleaseNo,
     /// The release most healthy instances run, if any is healthy.
-    pub current_release: Option<u64>,
+    pub current_release: Option<ReleaseNo>,
     /// Instances wanted (per region × regions).
     pub wanted: u32,
     /// Healthy instances of the desired release.
@@ -165,7 +167,7 @@ fn status_of(c: &Controller, release: &Release, active: bool) -> WorkloadStatus 
         .into_iter()
         .filter(|i| !matches!(i.instance.phase, Phase::Stopped))
         .collect();
-    let mut healthy_by_release: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut healthy_by_release: BTreeMap<ReleaseNo, u32> = BTreeMap::new();
     for i in instances
         .iter()
         .filter(|i| i.instance.phase == Phase::Healthy)
@@ -276,7 +278,7 @@ pub fn releases(
         .into_iter()
         .filter(|(r, _)| matches(&r.name, app, env))
     {
-        let mut serving: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut serving: BTreeMap<ReleaseNo, usize> = BTreeMap::new();
         for i in c.instances_of(&latest.key) {
             if i.instance.phase == Phase::Healthy {
                 *serving.entry(i.instance.release).or_default() += 1;
@@ -391,7 +393,7 @@ pub fn volumes(c: &Controller, app: Option<&str>, env: Option<&str>) -> Vec<Volu
             host,
             size: v.size,
             used: v.used,
-            attached: v.attached,
+            attached: v.attached.map(String::from),
             path: v.path,
         })
         .filter(|v| app.is_none_or(|a| matches(&v.workload, a, env)))

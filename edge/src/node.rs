@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, info_span, Instrument};
+use vt_plan::{HostId, InstanceId};
 use vt_wire::backoff::Reconnect;
 use vt_wire::messages::{ControllerMessage, EdgeMessage, Route};
 use vt_wire::{
@@ -166,7 +167,7 @@ fn apply_routes(relays: &Relays, routes: Vec<Route>) {
         .into_iter()
         .map(|r| ((r.key.clone(), r.endpoint.clone()), Arc::new(r)))
         .collect();
-    let routed: BTreeMap<EndpointId, Vec<(String, String)>> = table
+    let routed: BTreeMap<EndpointId, Vec<(InstanceId, HostId)>> = table
         .iter()
         .map(|(id, r)| {
             let list = r
@@ -177,7 +178,7 @@ fn apply_routes(relays: &Relays, routes: Vec<Route>) {
             (id.clone(), list)
         })
         .collect();
-    let hosts: Vec<String> = table
+    let hosts: Vec<HostId> = table
         .values()
         .flat_map(|r| r.backends.iter().map(|b| b.host.clone()))
         .collect();
@@ -189,6 +190,6 @@ fn apply_routes(relays: &Relays, routes: Vec<Route>) {
     relays.stats.retain(&routed);
     relays
         .pool
-        .retain(&hosts.iter().map(String::as_str).collect::<Vec<_>>());
+        .retain(&hosts.iter().map(HostId::as_str).collect::<Vec<_>>());
     *relays.table.write().unwrap_or_else(|p| p.into_inner()) = table;
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use vt_plan::WorkloadKey;
+use vt_plan::{HostId, InstanceId, WorkloadKey};
 use vt_wire::messages::{BackendStats, EndpointStats};
 
 /// An endpoint: its workload and name.
@@ -17,7 +17,7 @@ struct Endpoint {
     refused: u64,
     /// Instance → counters; instances no longer routed stay while they have
     /// open connections.
-    backends: BTreeMap<String, BackendStats>,
+    backends: BTreeMap<InstanceId, BackendStats>,
 }
 
 /// The edge's counters, shared by listeners, relays and the session.
@@ -34,17 +34,17 @@ impl Stats {
 
     fn backend<'a>(e: &'a mut Endpoint, instance: &str, host: &str) -> &'a mut BackendStats {
         e.backends
-            .entry(instance.to_string())
+            .entry(instance.into())
             .or_insert_with(|| BackendStats {
-                instance: instance.to_string(),
-                host: host.to_string(),
+                instance: instance.into(),
+                host: host.into(),
                 ..BackendStats::default()
             })
     }
 
     /// Keeps the endpoints and instances of the routing table (plus instances
     /// with open connections); forgets the rest.
-    pub fn retain(&self, routed: &BTreeMap<EndpointId, Vec<(String, String)>>) {
+    pub fn retain(&self, routed: &BTreeMap<EndpointId, Vec<(InstanceId, HostId)>>) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.retain(|id, e| {
             e.backends.retain(|instance, b| {
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn counts_follow_connections_and_survive_until_closed() {
         let s = Stats::default();
-        let routed = BTreeMap::from([(id(), vec![("i1".to_string(), "h1".to_string())])]);
+        let routed = BTreeMap::from([(id(), vec![("i1".into(), "h1".into())])]);
         s.retain(&routed);
         s.opened(&id(), "i1", "h1");
         s.opened(&id(), "i1", "h1");

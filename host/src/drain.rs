@@ -6,7 +6,7 @@
 //! given the assignments, the open connection counts and the time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use vt_plan::Millis;
+use vt_plan::{InstanceId, Millis};
 use vt_wire::messages::{Assignment, Desire};
 
 /// The instances held back from stopping while their connections finish.
@@ -14,7 +14,7 @@ use vt_wire::messages::{Assignment, Desire};
 pub struct Drainer {
     grace: Millis,
     /// Held instance → (deadline, the assignment that ran it).
-    held: BTreeMap<String, (Millis, Assignment)>,
+    held: BTreeMap<InstanceId, (Millis, Assignment)>,
 }
 
 impl Drainer {
@@ -64,7 +64,7 @@ impl Drainer {
     }
 
     /// Instances being drained: they must not get new connections.
-    pub fn draining(&self) -> BTreeSet<String> {
+    pub fn draining(&self) -> BTreeSet<InstanceId> {
         self.held.keys().cloned().collect()
     }
 
@@ -79,7 +79,7 @@ mod tests {
     use super::*;
     use crate::runtime::testing::assignment;
 
-    fn desires(list: &[Assignment]) -> Vec<(String, Desire)> {
+    fn desires(list: &[Assignment]) -> Vec<(InstanceId, Desire)> {
         list.iter().map(|a| (a.id.clone(), a.desire)).collect()
     }
 
@@ -96,7 +96,7 @@ mod tests {
             desires(&out),
             [("old".into(), Desire::Run), ("new".into(), Desire::Run)]
         );
-        assert_eq!(d.draining(), BTreeSet::from(["old".to_string()]));
+        assert_eq!(d.draining(), BTreeSet::from([InstanceId::from("old")]));
         // Still open before the deadline: still held, same deadline.
         let out2 = d.filter(&wanted, &out, |_| 1, 999);
         assert_eq!(desires(&out2)[0], ("old".into(), Desire::Run));

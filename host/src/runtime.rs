@@ -76,7 +76,7 @@ pub(crate) mod testing {
                 env_id: "e".into(),
             },
             name: "x".into(),
-            release: 1,
+            release: vt_plan::ReleaseNo::FIRST,
             spec,
             slot: None,
             desire,

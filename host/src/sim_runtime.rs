@@ -5,7 +5,7 @@
 
 use crate::Runtime;
 use std::collections::BTreeMap;
-use vt_plan::{Millis, Phase};
+use vt_plan::{InstanceId, Millis, Phase};
 use vt_wire::messages::{Assignment, Desire, InstanceReport};
 
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ struct SimInstance {
 pub struct SimRuntime {
     boot: Millis,
     stop: Millis,
-    instances: BTreeMap<String, SimInstance>,
+    instances: BTreeMap<InstanceId, SimInstance>,
 }
 
 impl SimRuntime {
@@ -60,7 +60,7 @@ impl Runtime for SimRuntime {
                 Desire::Stop => self.stop(&a.id, now),
             }
         }
-        let unlisted: Vec<String> = self
+        let unlisted: Vec<InstanceId> = self
             .instances
             .keys()
             .filter(|id| !assignments.iter().any(|a| &a.id == *id))

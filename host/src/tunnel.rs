@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, debug_span, info, warn, Instrument};
-use vt_plan::Phase;
+use vt_plan::{InstanceId, Phase};
 use vt_wire::messages::InstanceReport;
 use vt_wire::proxy_v2;
 use vt_wire::tunnel::{read_header, TunnelStatus, COPY_BUFFER};
@@ -37,7 +37,7 @@ struct Target {
 /// The instances tunnels may reach, shared by the agent and the server.
 #[derive(Debug, Default)]
 pub struct Targets {
-    inner: Mutex<HashMap<String, Target>>,
+    inner: Mutex<HashMap<InstanceId, Target>>,
     bad_headers: AtomicU64,
     streams: AtomicU64,
 }
@@ -54,7 +54,7 @@ impl Drop for OpenGuard {
 impl Targets {
     /// Takes in the host's latest report: an instance accepts new
     /// connections when it is healthy, has an address and is not `draining`.
-    pub fn update(&self, reports: &[InstanceReport], draining: &BTreeSet<String>) {
+    pub fn update(&self, reports: &[InstanceReport], draining: &BTreeSet<InstanceId>) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         for r in reports {
             let target = inner.entry(r.id.clone()).or_default();

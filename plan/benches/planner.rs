@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use vt_plan::{
-    plan, Action, Desired, Host, HostStatus, Instance, Observed, Phase, RolloutState,
+    plan, Action, Desired, Host, HostStatus, Instance, Observed, Phase, ReleaseNo, RolloutState,
     RolloutStatus, VolumePlacement, Workload, WorkloadKey,
 };
 use vt_repo::effective::RolloutPolicy;
@@ -110,7 +110,7 @@ fn workloads() -> Vec<Workload> {
                     env_id: format!("env_{n:05}"),
                 },
                 name: format!("org{}/proj/app{n}/prod", n % 50),
-                release: 1,
+                release: ReleaseNo::new(1),
                 spec: EffectiveSpec {
                     image: format!("registry.local/app{n}:1"),
                     command: Vec::new(),
@@ -270,7 +270,7 @@ fn main() {
 
     // Rolling: a new release of every workload; the first step of each rollout.
     for w in &mut desired.workloads {
-        w.release += 1;
+        w.release = w.release.next();
         w.spec.image = w.spec.image.replace(":1", ":2");
     }
     let (median, min, actions) = time(&desired, &observed, now + 2_000);

@@ -105,6 +105,7 @@ fn round_up(ms: Millis) -> Millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ReleaseNo;
 
     fn record(rounds: u32, failures: u32) -> Backoff {
         Backoff {
@@ -112,7 +113,7 @@ mod tests {
                 app_id: "app_1".into(),
                 env_id: "env_1".into(),
             },
-            release: 2,
+            release: ReleaseNo::new(2),
             region: "r1".into(),
             slot: None,
             failures,

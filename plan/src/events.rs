@@ -3,7 +3,7 @@
 //! and structured fields. Retention is a pure function of the events, the
 //! orgs' policies and the time.
 
-use crate::Millis;
+use crate::{Millis, ReleaseNo};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -101,7 +101,7 @@ pub struct Event {
     pub env: Option<String>,
     /// Release number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release: Option<u64>,
+    pub release: Option<ReleaseNo>,
     /// Instance ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
@@ -140,7 +140,7 @@ pub struct AggregationKey {
     kind: String,
     app: Option<String>,
     env: Option<String>,
-    release: Option<u64>,
+    release: Option<ReleaseNo>,
     host: Option<String>,
     instance: Option<String>,
     reason: String,
@@ -221,7 +221,7 @@ impl Event {
     }
 
     /// Sets the release.
-    pub fn release(mut self, release: u64) -> Self {
+    pub fn release(mut self, release: ReleaseNo) -> Self {
         self.release = Some(release);
         self
     }
@@ -374,7 +374,7 @@ mod tests {
                 format!("instance {id} on {host}: starting → failed: {why}"),
             )
             .for_workload("acme/shop/web/prod")
-            .release(2)
+            .release(ReleaseNo::new(2))
             .instance(id)
             .host(host)
         };

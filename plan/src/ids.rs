@@ -2,7 +2,8 @@
 //! even though each is a string on the wire, so that one cannot be passed
 //! where another is expected. Each serializes as its plain string
 //! (`#[serde(transparent)]`), borrows as `str` (map lookups by `&str` work),
-//! and prints as itself.
+//! and prints as itself. A release number ([`ReleaseNo`]) is typed the same
+//! way: it serializes and prints as its plain number.
 
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
@@ -123,6 +124,64 @@ string_id!(
     VolumeId
 );
 
+/// A release number of one (app, env): 1, 2, 3, ... Serializes and prints
+/// as its plain number.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct ReleaseNo(u64);
+
+impl ReleaseNo {
+    /// The first release of an (app, env).
+    pub const FIRST: ReleaseNo = ReleaseNo(1);
+
+    /// Release number `n`.
+    pub const fn new(n: u64) -> Self {
+        ReleaseNo(n)
+    }
+
+    /// The number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The release after this one.
+    pub const fn next(self) -> Self {
+        ReleaseNo(self.0 + 1)
+    }
+}
+
+impl fmt::Display for ReleaseNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl From<u64> for ReleaseNo {
+    fn from(n: u64) -> Self {
+        ReleaseNo(n)
+    }
+}
+
+impl From<ReleaseNo> for u64 {
+    fn from(n: ReleaseNo) -> u64 {
+        n.0
+    }
+}
+
+impl PartialEq<u64> for ReleaseNo {
+    fn eq(&self, other: &u64) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<ReleaseNo> for u64 {
+    fn eq(&self, other: &ReleaseNo) -> bool {
+        *self == other.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +203,19 @@ mod tests {
             format!("{id} on {}", HostId::from("h1")),
             "ins_000001 on h1"
         );
+    }
+
+    #[test]
+    fn release_numbers_serialize_and_print_as_plain_numbers() {
+        let n = ReleaseNo::new(7);
+        assert_eq!(serde_json::to_string(&n).unwrap_or_default(), "7");
+        let back: ReleaseNo = serde_json::from_str("7").unwrap_or_default();
+        assert_eq!(back, n);
+        assert_eq!(format!("{n} {:>3}", n.next()), "7   8");
+        // Store keys pad it: the same bytes as the plain number's.
+        assert_eq!(format!("{:010}", ReleaseNo::new(42)), format!("{:010}", 42));
+        assert!(ReleaseNo::FIRST < n);
+        assert_eq!(n, 7);
+        assert_eq!(7, n);
     }
 }

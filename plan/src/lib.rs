@@ -85,7 +85,7 @@ pub mod test_support;
 #[cfg(test)]
 mod tests;
 
-pub use ids::{HostId, InstanceId, VolumeId};
+pub use ids::{HostId, InstanceId, ReleaseNo, VolumeId};
 use observe::Index;
 use replicas::{RegionPlan, Revive};
 pub use rollout::record_rollout;
@@ -121,7 +121,7 @@ pub struct Workload {
     /// Human name used in reasons, e.g. `acme/shop/web/prod`.
     pub name: String,
     /// Release number of `spec`; releases of one key only grow.
-    pub release: u64,
+    pub release: ReleaseNo,
     /// What to run.
     pub spec: EffectiveSpec,
 }
@@ -203,7 +203,7 @@ pub struct Instance {
     /// Workload it belongs to.
     pub key: WorkloadKey,
     /// Release it runs.
-    pub release: u64,
+    pub release: ReleaseNo,
     /// Host ID it is assigned to.
     pub host: HostId,
     /// Region it was placed in.
@@ -246,7 +246,7 @@ pub struct RolloutState {
     /// Workload rolled out.
     pub key: WorkloadKey,
     /// Release rolled out.
-    pub release: u64,
+    pub release: ReleaseNo,
     /// When it started.
     pub started: Millis,
     /// When an instance of the release last became healthy (or the start).
@@ -280,7 +280,7 @@ pub struct Backoff {
     /// Workload.
     pub key: WorkloadKey,
     /// Release whose instances fail; a record of an older release is ignored.
-    pub release: u64,
+    pub release: ReleaseNo,
     /// Region of the place.
     pub region: String,
     /// Volume slot; `None` for a stateless workload's region.
@@ -327,7 +327,7 @@ pub enum Action {
         /// Workload.
         key: WorkloadKey,
         /// Release to run.
-        release: u64,
+        release: ReleaseNo,
         /// Region of the host.
         region: String,
         /// Host ID.
@@ -355,7 +355,7 @@ pub enum Action {
         /// Workload.
         key: WorkloadKey,
         /// Release that could not be placed.
-        release: u64,
+        release: ReleaseNo,
         /// Region.
         region: String,
         /// How many instances did not fit.
@@ -381,7 +381,7 @@ pub enum Action {
         /// Workload.
         key: WorkloadKey,
         /// Release that fails.
-        release: u64,
+        release: ReleaseNo,
         /// Region.
         region: String,
         /// Volume slot, for a workload with volumes.
@@ -400,14 +400,14 @@ pub enum Action {
         /// Workload.
         key: WorkloadKey,
         /// Release.
-        release: u64,
+        release: ReleaseNo,
     },
     /// More instances of `release` are healthy than recorded; record the progress.
     RolloutProgressed {
         /// Workload.
         key: WorkloadKey,
         /// Release.
-        release: u64,
+        release: ReleaseNo,
         /// Healthy instances of the release now.
         healthy: u32,
     },
@@ -416,7 +416,7 @@ pub enum Action {
         /// Workload.
         key: WorkloadKey,
         /// Release.
-        release: u64,
+        release: ReleaseNo,
     },
     /// The progress deadline passed; the workload only repairs until its
     /// release progresses again or a newer release arrives.
@@ -424,7 +424,7 @@ pub enum Action {
         /// Workload.
         key: WorkloadKey,
         /// Release.
-        release: u64,
+        release: ReleaseNo,
         /// What was missing.
         reason: String,
     },
@@ -600,7 +600,7 @@ fn place_region<'a>(
             }
         }
     }
-    let mut unplaceable: Vec<(u64, u32, String)> = failed
+    let mut unplaceable: Vec<(ReleaseNo, u32, String)> = failed
         .into_iter()
         .map(|(count, reason)| (w.release, count, reason))
         .collect();

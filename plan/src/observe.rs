@@ -2,7 +2,7 @@
 //! locations and rollout records, each in a deterministic order.
 
 use super::backoff::place_of;
-use super::{Backoff, Host, HostStatus, Instance, Observed, RolloutState, WorkloadKey};
+use super::{Backoff, Host, HostStatus, Instance, Observed, ReleaseNo, RolloutState, WorkloadKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Volume slots are keyed by workload, region and slot number.
@@ -23,7 +23,7 @@ pub(super) struct Index<'a> {
     regions: BTreeMap<&'a str, Vec<HostNo>>,
     instances: BTreeMap<&'a WorkloadKey, Vec<&'a Instance>>,
     volumes: BTreeMap<SlotKey<'a>, &'a str>,
-    rollouts: BTreeMap<(&'a WorkloadKey, u64), &'a RolloutState>,
+    rollouts: BTreeMap<(&'a WorkloadKey, ReleaseNo), &'a RolloutState>,
     backoffs: BTreeMap<(&'a WorkloadKey, &'a str, Option<u32>), &'a Backoff>,
 }
 
@@ -187,7 +187,7 @@ impl<'a> Index<'a> {
         key: &'a WorkloadKey,
         region: &'a str,
         slot: Option<u32>,
-        release: u64,
+        release: ReleaseNo,
     ) -> Option<&'a Backoff> {
         self.backoffs
             .get(&(key, region, slot))
@@ -196,7 +196,11 @@ impl<'a> Index<'a> {
     }
 
     /// The latest failure among a release's backing-off places.
-    pub(super) fn last_failure(&self, key: &'a WorkloadKey, release: u64) -> Option<&'a Backoff> {
+    pub(super) fn last_failure(
+        &self,
+        key: &'a WorkloadKey,
+        release: ReleaseNo,
+    ) -> Option<&'a Backoff> {
         self.backoffs
             .range((key, "", None)..)
             .take_while(|((k, _, _), _)| *k == key)
@@ -206,7 +210,11 @@ impl<'a> Index<'a> {
     }
 
     /// The rollout record of a release.
-    pub(super) fn rollout(&self, key: &'a WorkloadKey, release: u64) -> Option<&'a RolloutState> {
+    pub(super) fn rollout(
+        &self,
+        key: &'a WorkloadKey,
+        release: ReleaseNo,
+    ) -> Option<&'a RolloutState> {
         self.rollouts.get(&(key, release)).copied()
     }
 }

@@ -11,7 +11,8 @@
 
 use crate::releases::{plan_releases, CommitInfo, Release};
 use crate::{
-    plan, Action, Desired, HostId, Millis, Observed, Phase, VolumePlacement, Workload, WorkloadKey,
+    plan, Action, Desired, HostId, Millis, Observed, Phase, ReleaseNo, VolumePlacement, Workload,
+    WorkloadKey,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -54,9 +55,9 @@ pub struct ReleaseChange {
     /// Qualified env name.
     pub name: String,
     /// The release running now (`None` for a new workload).
-    pub from: Option<u64>,
+    pub from: Option<ReleaseNo>,
     /// The release the change makes.
-    pub to: u64,
+    pub to: ReleaseNo,
     /// Fields changed, old and new values.
     pub fields: Vec<FieldChange>,
     /// Applied to the running instances without replacing them (scale, or
@@ -73,7 +74,7 @@ pub enum Step {
         /// Qualified env name.
         workload: String,
         /// Release it runs.
-        release: u64,
+        release: ReleaseNo,
         /// Host name.
         host: String,
         /// Region.
@@ -91,7 +92,7 @@ pub enum Step {
         /// Instance ID (`planned-N` for one started earlier in this preview).
         instance: String,
         /// Release it ran.
-        release: u64,
+        release: ReleaseNo,
         /// Host name.
         host: String,
         /// Why.
@@ -216,7 +217,9 @@ pub fn preview(
         let in_place = old.and_then(|o| in_place_change(o, &r.spec)).is_some();
         if in_place {
             // The controller adopts the running instances (see core::secrets).
-            let from = latest.get(&r.key).map_or(0, |p| p.number);
+            let from = latest
+                .get(&r.key)
+                .map_or(ReleaseNo::default(), |p| p.number);
             for i in &mut observed.instances {
                 if i.key == r.key && i.release == from {
                     i.release = r.number;
@@ -879,7 +882,10 @@ mod tests {
         );
         assert_eq!(p.releases.len(), 1);
         assert!(p.releases[0].in_place);
-        assert_eq!((p.releases[0].from, p.releases[0].to), (Some(1), 2));
+        assert_eq!(
+            (p.releases[0].from, p.releases[0].to),
+            (Some(ReleaseNo::new(1)), ReleaseNo::new(2))
+        );
         let c = &p.counts["a/p/web/prod"];
         assert_eq!((c.start, c.stop, c.replace), (1, 0, 0));
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
@@ -898,7 +904,9 @@ mod tests {
             p.waves.len() >= 3,
             "surge 1: start, then stop+start, then stop"
         );
-        assert!(matches!(p.waves[0][..], [Step::Start { release: 2, .. }]));
+        assert!(
+            matches!(p.waves[0][..], [Step::Start { release, .. }] if release == ReleaseNo::new(2))
+        );
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
         assert_eq!(p.releases[0].fields[0].path, "image");
     }

@@ -2,7 +2,7 @@
 //! release N+1 of it, recording the commit, a hash of the spec and the field
 //! diff from release N. Pure: inputs in, new releases out.
 
-use crate::{Millis, WorkloadKey};
+use crate::{Millis, ReleaseNo, WorkloadKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -29,7 +29,7 @@ pub struct Release {
     /// Qualified env name at the time (`acme/shop/web/prod`).
     pub name: String,
     /// 1, 2, 3, ... per (app, env).
-    pub number: u64,
+    pub number: ReleaseNo,
     /// The commit that made it.
     pub commit: CommitInfo,
     /// When the controller made it.
@@ -99,7 +99,7 @@ pub fn plan_releases(
         plan.releases.push(Release {
             key,
             name: env.qualified(),
-            number: previous.map_or(1, |p| p.number + 1),
+            number: previous.map_or(ReleaseNo::FIRST, |p| p.number.next()),
             commit: commit.clone(),
             created: now,
             spec_hash: hash,
@@ -153,7 +153,7 @@ mod tests {
         assert_eq!(first.releases.len(), 1);
         assert_eq!(
             (first.releases[0].number, first.releases[0].diff.len()),
-            (1, 0)
+            (ReleaseNo::FIRST, 0)
         );
         let latest: BTreeMap<_, _> = first
             .releases
@@ -168,7 +168,7 @@ mod tests {
 
         let next = plan_releases(&latest, &state("web:2", 1), &commit("c3"), 7);
         let r = &next.releases[0];
-        assert_eq!((r.number, r.commit.sha.as_str()), (2, "c3"));
+        assert_eq!((r.number, r.commit.sha.as_str()), (ReleaseNo::new(2), "c3"));
         let paths: Vec<_> = r.diff.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, ["image"]);
 

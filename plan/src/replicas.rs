@@ -6,7 +6,7 @@
 use super::backoff;
 use super::observe::Index;
 use super::schedule::failed_recently;
-use super::{Backoff, Instance, Millis, Phase, Workload};
+use super::{Backoff, Instance, Millis, Phase, ReleaseNo, Workload};
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use vt_repo::schema::Strategy;
@@ -25,7 +25,7 @@ pub(super) struct SlotNeed<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Revive<'a> {
     /// Release to run.
-    pub release: u64,
+    pub release: ReleaseNo,
     /// Cpu, in millicores.
     pub cpu: u32,
     /// Memory, in bytes.

@@ -159,20 +159,20 @@ pub fn record_rollout(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::WorkloadKey;
+    use crate::{ReleaseNo, WorkloadKey};
 
     #[test]
     fn records_start_progress_halt_resume_and_completion() {
         let key = WorkloadKey::default();
         let started = Action::RolloutStarted {
             key: key.clone(),
-            release: 2,
+            release: ReleaseNo::new(2),
         };
         let s = record_rollout(None, &started, 10).unwrap_or_else(|| panic!("a record"));
         assert_eq!((s.started, s.last_progress, s.healthy), (10, 10, 0));
         let halted = Action::RolloutHalted {
             key: key.clone(),
-            release: 2,
+            release: ReleaseNo::new(2),
             reason: "stuck".into(),
         };
         let h = record_rollout(Some(&s), &halted, 20).unwrap_or_else(|| panic!("a record"));
@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(h.last_progress, 10, "a halt is not progress");
         let progressed = Action::RolloutProgressed {
             key: key.clone(),
-            release: 2,
+            release: ReleaseNo::new(2),
             healthy: 1,
         };
         let p = record_rollout(Some(&h), &progressed, 30).unwrap_or_else(|| panic!("a record"));
@@ -189,7 +189,10 @@ mod tests {
             (RolloutStatus::Progressing, 30, 1),
             "progress after a halt resumes the rollout"
         );
-        let done = Action::RolloutCompleted { key, release: 2 };
+        let done = Action::RolloutCompleted {
+            key,
+            release: ReleaseNo::new(2),
+        };
         assert_eq!(
             record_rollout(Some(&p), &done, 40).map(|c| c.status),
             Some(RolloutStatus::Completed)

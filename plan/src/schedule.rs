@@ -1,7 +1,7 @@
 //! The scheduler: what each host has free, and which host an instance goes to.
 
 use super::observe::{HostNo, Index};
-use super::{Host, HostId, HostStatus, Instance, Millis, Observed, Phase, WorkloadKey};
+use super::{Host, HostId, HostStatus, Instance, Millis, Observed, Phase, ReleaseNo, WorkloadKey};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use vt_repo::Cpu;
@@ -74,7 +74,7 @@ pub(super) struct Request<'a> {
     /// Workload name, for reasons.
     pub name: &'a str,
     /// Release to run.
-    pub release: u64,
+    pub release: ReleaseNo,
     /// Region to place in.
     pub region: &'a str,
     /// Cpu needed, in millicores.
@@ -118,7 +118,7 @@ pub(super) struct Ledger<'a> {
     /// Per [`HostNo`].
     loads: Vec<Load>,
     /// Live replicas per (workload, release), per host.
-    replicas: HashMap<(&'a WorkloadKey, u64), Replicas>,
+    replicas: HashMap<(&'a WorkloadKey, ReleaseNo), Replicas>,
     /// Recent failures per workload, per host (only workloads that have some).
     failures: HashMap<&'a WorkloadKey, Failures>,
 }

@@ -14,7 +14,7 @@ use vt_control::core::{CommitOutcome, Config, Controller};
 use vt_control::store::RedbStore;
 use vt_plan::events::Event;
 use vt_plan::releases::CommitInfo;
-use vt_plan::Millis;
+use vt_plan::{InstanceId, Millis};
 use vt_repo::Snapshot;
 
 /// Settings of a simulation.
@@ -62,7 +62,7 @@ pub struct Sim {
     commits: u64,
     timeline: Vec<Entry>,
     events: Vec<Event>,
-    started: BTreeMap<String, Vec<Start>>,
+    started: BTreeMap<InstanceId, Vec<Start>>,
     invariants: Vec<(String, Invariant)>,
 }
 

@@ -4,7 +4,7 @@
 
 use crate::rng::Rng;
 use std::collections::{BTreeMap, BTreeSet};
-use vt_plan::{Millis, Phase, WorkloadKey};
+use vt_plan::{InstanceId, Millis, Phase, ReleaseNo, WorkloadKey};
 use vt_wire::messages::{Assignment, Desire, HostRegistration, InstanceReport};
 
 /// How simulated instances behave.
@@ -36,11 +36,11 @@ impl Default for Behaviour {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimInstance {
     /// Instance ID.
-    pub id: String,
+    pub id: InstanceId,
     /// Workload; `None` for an instance the host runs on its own (injected).
     pub key: Option<WorkloadKey>,
     /// Release it runs.
-    pub release: u64,
+    pub release: ReleaseNo,
     /// Image it runs.
     pub image: String,
     /// Cpu it holds, in millicores.
@@ -80,7 +80,7 @@ pub struct Start {
     /// Workload.
     pub key: WorkloadKey,
     /// Release.
-    pub release: u64,
+    pub release: ReleaseNo,
     /// Volume slot.
     pub slot: Option<u32>,
     /// When.
@@ -100,7 +100,7 @@ impl Start {
 #[derive(Debug, Default)]
 pub struct Applied {
     /// The instances it started, by ID.
-    pub started: Vec<(String, Start)>,
+    pub started: Vec<(InstanceId, Start)>,
     /// What it did, for the timeline.
     pub log: Vec<String>,
 }
@@ -126,7 +126,7 @@ pub struct SimHost {
     pub fail_all: bool,
     /// Every instance fails its health check.
     pub unhealthy: bool,
-    instances: BTreeMap<String, SimInstance>,
+    instances: BTreeMap<InstanceId, SimInstance>,
 }
 
 const UNHEALTHY: &str = "health check failing (simulated)";
@@ -195,7 +195,7 @@ impl SimHost {
         let instance = SimInstance {
             id: id.into(),
             key: None,
-            release: 0,
+            release: ReleaseNo::default(),
             image: "stray".into(),
             cpu: 0,
             memory: 0,

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 pub use vt_init::protocol::Stream;
-use vt_plan::{Phase, WorkloadKey};
+use vt_plan::{HostId, InstanceId, Phase, ReleaseNo, VolumeId, WorkloadKey};
 use vt_repo::EffectiveSpec;
 
 /// What a host is.
@@ -30,7 +30,7 @@ pub struct HostRegistration {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceReport {
     /// Instance ID.
-    pub id: String,
+    pub id: InstanceId,
     /// Where it is.
     pub phase: Phase,
     /// Why, for failures and unhealthy instances.
@@ -72,7 +72,7 @@ pub enum HostMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     /// Instance ID.
-    pub instance: String,
+    pub instance: InstanceId,
     /// Qualified env name (`acme/shop/web/prod`).
     pub name: String,
     /// `stdout` or `stderr`.
@@ -97,13 +97,13 @@ pub enum Desire {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
     /// Instance ID.
-    pub id: String,
+    pub id: InstanceId,
     /// Workload.
     pub key: WorkloadKey,
     /// Qualified env name, for logs.
     pub name: String,
     /// Release.
-    pub release: u64,
+    pub release: ReleaseNo,
     /// What to run.
     pub spec: EffectiveSpec,
     /// Volume slot, for a workload with volumes.
@@ -149,7 +149,7 @@ pub enum ControllerMessage {
     /// checks again). The next report shows it gone.
     DestroyVolume {
         /// Volume ID.
-        id: String,
+        id: VolumeId,
     },
     /// The edge's routing table changed.
     Routes {
@@ -185,9 +185,9 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backend {
     /// Instance ID.
-    pub instance: String,
-    /// Host name.
-    pub host: String,
+    pub instance: InstanceId,
+    /// Host ID.
+    pub host: HostId,
     /// Port inside the guest.
     pub port: u16,
     /// The host's tunnel address.
@@ -233,9 +233,9 @@ pub struct EndpointStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendStats {
     /// Instance ID.
-    pub instance: String,
-    /// Host name.
-    pub host: String,
+    pub instance: InstanceId,
+    /// Host ID.
+    pub host: HostId,
     /// Connections open now.
     pub open: u64,
     /// Connections since the edge started.
@@ -255,7 +255,7 @@ pub struct BackendStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecCommand {
     /// Instance ID.
-    pub instance: String,
+    pub instance: InstanceId,
     /// Command and arguments.
     pub argv: Vec<String>,
     /// Bytes for the command's stdin (closed after them; unused when `interactive`).
@@ -331,7 +331,7 @@ pub enum ExecEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeReport {
     /// Stable ID (`vol_...`), from the workload, the volume name and the slot.
-    pub id: vt_plan::VolumeId,
+    pub id: VolumeId,
     /// Workload it belongs to.
     pub key: WorkloadKey,
     /// Volume name in the manifest.
@@ -343,13 +343,13 @@ pub struct VolumeReport {
     /// Bytes it occupies on the host's disk (sparse).
     pub used: u64,
     /// Instance it is attached to, if any.
-    pub attached: Option<String>,
+    pub attached: Option<InstanceId>,
     /// Where it is on the host.
     pub path: String,
 }
 
 /// The stable ID of a volume.
-pub fn volume_id(key: &WorkloadKey, name: &str, slot: Option<u32>) -> vt_plan::VolumeId {
+pub fn volume_id(key: &WorkloadKey, name: &str, slot: Option<u32>) -> VolumeId {
     use sha2::Digest;
     let text = format!(
         "{}/{}/{name}/{}",

@@ -19,6 +19,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use vt_plan::InstanceId;
 
 /// The first bytes of every tunnel stream.
 pub const MAGIC: &[u8; 4] = b"vtT1";
@@ -35,7 +36,7 @@ const FLAG_PROXY_V2: u8 = 1;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelHeader {
     /// The instance to connect to.
-    pub instance: String,
+    pub instance: InstanceId,
     /// The port inside the guest.
     pub port: u16,
     /// The client's address, as the edge saw it.
@@ -119,7 +120,7 @@ impl TunnelHeader {
         if !id.iter().all(|b| b.is_ascii_graphic()) {
             return Err(HeaderError::BadInstance);
         }
-        let instance = String::from_utf8_lossy(id).into_owned();
+        let instance = String::from_utf8_lossy(id).into_owned().into();
         let Some(client) = r.addr()? else {
             return Ok(None);
         };

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use tracing::{info_span, warn};
 use vt_plan::events::{kind, Event, Retention};
 use vt_plan::releases::{plan_releases, CommitInfo, Release};
-use vt_plan::{InstanceId, Millis};
+use vt_plan::{InstanceId, Millis, ReleaseNo};
 use vt_repo::Loaded;
 
 impl Controller {
@@ -59,7 +59,7 @@ impl Controller {
                 .put(format!("release/{path}/{:010}", release.number), &release);
             self.journal.put(format!("latest/{path}"), &release);
             let changed: Vec<&str> = release.diff.iter().map(|d| d.path.as_str()).collect();
-            let message = if release.number == 1 {
+            let message = if release.number == ReleaseNo::FIRST {
                 format!("release 1 of {} from {short}", release.name)
             } else {
                 format!(
@@ -158,7 +158,7 @@ impl Controller {
         if !self.runs_in_place(release, now) {
             return;
         }
-        let previous = release.number - 1;
+        let previous = ReleaseNo::new(release.number.get() - 1);
         let adopted: Vec<InstanceId> = self
             .instances
             .values()

@@ -176,8 +176,8 @@ impl Controller {
                     .filter_map(|i| {
                         let host = self.hosts.get(&i.instance.host)?;
                         (host.host.status == HostStatus::Ready).then(|| Backend {
-                            instance: i.instance.id.to_string(),
-                            host: i.instance.host.to_string(),
+                            instance: i.instance.id.clone(),
+                            host: i.instance.host.clone(),
                             port,
                             tunnel: host.tunnel,
                         })

@@ -5,7 +5,7 @@
 use super::{key_path, Controller, Event};
 use std::collections::BTreeMap;
 use vt_plan::events::kind;
-use vt_plan::{backoff, Backoff, InstanceId, Millis, Phase, WorkloadKey};
+use vt_plan::{backoff, Backoff, InstanceId, Millis, Phase, ReleaseNo, WorkloadKey};
 
 /// Failed instance records kept per place (slot, or stateless region);
 /// older ones are forgotten at once, whatever their age.
@@ -141,7 +141,7 @@ impl Controller {
         key: &WorkloadKey,
         region: &str,
         slot: Option<u32>,
-        release: u64,
+        release: ReleaseNo,
     ) -> bool {
         self.backoffs
             .get(&record_key(key, region, slot))
@@ -149,7 +149,7 @@ impl Controller {
     }
 
     /// The places backing off for a workload's release.
-    pub fn backoffs_of(&self, key: &WorkloadKey, release: u64) -> Vec<&Backoff> {
+    pub fn backoffs_of(&self, key: &WorkloadKey, release: ReleaseNo) -> Vec<&Backoff> {
         self.backoffs
             .values()
             .filter(|b| &b.key == key && b.release == release)

@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use tracing::info;
 use vt_plan::events::{self, AggregationKey, Event};
-use vt_plan::Millis;
+use vt_plan::{Millis, ReleaseNo};
 
 /// The last occurrence of a recent event.
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +80,7 @@ impl Journal {
             last: event.time,
         };
         self.repeats.insert(key, repeat);
-        info!(kind = %event.kind, app = event.app.as_deref(), env = event.env.as_deref(), release = event.release, instance = event.instance.as_deref(), host = event.host.as_deref(), count = event.count, "{}", event.message);
+        info!(kind = %event.kind, app = event.app.as_deref(), env = event.env.as_deref(), release = event.release.map(ReleaseNo::get), instance = event.instance.as_deref(), host = event.host.as_deref(), count = event.count, "{}", event.message);
         self.batch.event(event.clone());
         self.events.push(event);
     }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use vt_plan::addresses::{EndpointAddress, Pools};
 use vt_plan::events::{Event, Retention};
 use vt_plan::releases::{CommitInfo, Release};
-use vt_plan::{Backoff, HostId, InstanceId, VolumePlacement};
+use vt_plan::{Backoff, HostId, InstanceId, ReleaseNo, VolumePlacement};
 use vt_plan::{
     Desired, Host, Instance, Millis, Observed, Phase, RolloutState, Workload, WorkloadKey,
 };
@@ -125,7 +125,7 @@ pub enum CommitOutcome {
     /// Already the desired state.
     Unchanged,
     /// Accepted, with the numbers of the releases it made.
-    Accepted(Vec<(String, u64)>),
+    Accepted(Vec<(String, ReleaseNo)>),
     /// Did not validate; the previous state stays.
     Rejected(usize),
 }
@@ -152,7 +152,7 @@ pub struct Controller {
     /// Volumes each host reports, by host name.
     host_volumes: BTreeMap<String, Vec<vt_wire::messages::VolumeReport>>,
     /// Unknown instances already reported, so each gets one event.
-    unknown_seen: BTreeSet<String>,
+    unknown_seen: BTreeSet<InstanceId>,
     /// Endpoint addresses, by `<app id>/<env id>/<endpoint>`.
     addresses: BTreeMap<String, EndpointAddress>,
     /// Sequence number of the next IPv4 usage record.
@@ -350,7 +350,7 @@ impl Controller {
                 };
                 let spec = self.release_spec(&i.instance.key, i.instance.release)?;
                 Some(Assignment {
-                    id: i.instance.id.to_string(),
+                    id: i.instance.id.clone(),
                     key: i.instance.key.clone(),
                     name: i.name.clone(),
                     release: i.instance.release,
@@ -363,7 +363,7 @@ impl Controller {
             .collect()
     }
 
-    fn release_spec(&self, key: &WorkloadKey, number: u64) -> Option<vt_repo::EffectiveSpec> {
+    fn release_spec(&self, key: &WorkloadKey, number: ReleaseNo) -> Option<vt_repo::EffectiveSpec> {
         match self.releases.get(key) {
             Some(r) if r.number == number => Some(r.spec.clone()),
             _ => self

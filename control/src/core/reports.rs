@@ -53,7 +53,12 @@ impl Controller {
     /// A host's report: the phase of every instance it has. Returns the IDs of
     /// instances the host should not have (it is told to stop them by the
     /// next assignment, which does not list them).
-    pub fn report(&mut self, host: &str, reports: &[InstanceReport], now: Millis) -> Vec<String> {
+    pub fn report(
+        &mut self,
+        host: &str,
+        reports: &[InstanceReport],
+        now: Millis,
+    ) -> Vec<InstanceId> {
         let Some(record) = self.hosts.get_mut(host) else {
             return Vec::new();
         };

@@ -11,7 +11,7 @@ use serde_json::json;
 use tracing::warn;
 use vt_plan::events::Event;
 use vt_plan::releases::Release;
-use vt_plan::{Millis, WorkloadKey};
+use vt_plan::{Millis, ReleaseNo, WorkloadKey};
 use vt_repo::secrets::{in_place_change, Sealed};
 use vt_repo::Loaded;
 
@@ -32,7 +32,7 @@ pub struct SealedSecret {
 /// signalled their apps instead of replacing the instances.
 pub const SECRETS_SIGNALLED: &str = "secrets.signalled";
 
-fn sealed_key(key: &WorkloadKey, number: u64) -> String {
+fn sealed_key(key: &WorkloadKey, number: ReleaseNo) -> String {
     format!("sealed/{}/{number:010}", key_path(key))
 }
 
@@ -70,14 +70,14 @@ impl Controller {
     /// The sealed secret values of a release (empty when it has none), as
     /// flushed to the store: the daemon flushes a commit before any session
     /// reads the assignments it made.
-    pub fn sealed_secrets(&self, key: &WorkloadKey, number: u64) -> Vec<SealedSecret> {
+    pub fn sealed_secrets(&self, key: &WorkloadKey, number: ReleaseNo) -> Vec<SealedSecret> {
         match self
             .store
             .get::<Vec<SealedSecret>>(&sealed_key(key, number))
         {
             Ok(sealed) => sealed.unwrap_or_default(),
             Err(e) => {
-                warn!(workload = %key, release = number, error = %e, "cannot read sealed secrets");
+                warn!(workload = %key, release = number.get(), error = %e, "cannot read sealed secrets");
                 Vec::new()
             }
         }
@@ -88,7 +88,7 @@ impl Controller {
     /// secrets declared `on_change: signal` (their hosts rewrite the files in
     /// the guests and signal the app). Records an event for the latter.
     pub(super) fn runs_in_place(&mut self, release: &Release, now: Millis) -> bool {
-        if release.number <= 1 || release.diff.is_empty() {
+        if release.number <= ReleaseNo::FIRST || release.diff.is_empty() {
             return false;
         }
         let Some(previous) = self.releases.get(&release.key) else {
@@ -136,7 +136,7 @@ mod tests {
     use crate::core::{CommitOutcome, Config};
     use crate::store::RedbStore;
     use vt_plan::test_support::{commit, load_files};
-    use vt_plan::{Action, Phase};
+    use vt_plan::{Action, InstanceId, Phase};
     use vt_repo::secrets::crypto::NewKey;
     use vt_repo::secrets::edit::{self, Stamp};
     use vt_repo::secrets::{Keyring, SecretValue, SecretsFile};
@@ -177,7 +177,7 @@ mod tests {
         .expect("set");
     }
 
-    fn healthy(c: &mut Controller, now: Millis) -> Vec<String> {
+    fn healthy(c: &mut Controller, now: Millis) -> Vec<InstanceId> {
         let reports: Vec<InstanceReport> = c
             .instances()
             .iter()
@@ -233,7 +233,7 @@ mod tests {
                 .iter()
                 .map(|a| (a.id.clone(), a.release))
                 .collect::<Vec<_>>(),
-            vec![(first[0].clone(), 2)]
+            vec![(first[0].clone(), ReleaseNo::new(2))]
         );
         let key_of = assigned[0].key.clone();
         let events = c.flush().expect("flush");
@@ -241,7 +241,7 @@ mod tests {
             events.iter().any(|e| e.kind == SECRETS_SIGNALLED),
             "{events:?}"
         );
-        let sealed = c.sealed_secrets(&key_of, 2);
+        let sealed = c.sealed_secrets(&key_of, ReleaseNo::new(2));
         assert_eq!(sealed.len(), 1);
         assert_eq!(sealed[0].version, 2);
         let opened = Keyring::of(&key).open(&sealed[0].value).expect("opens");
@@ -252,9 +252,9 @@ mod tests {
         c.apply_commit(&commit("c3"), &loaded(&key, &file, "restart"), 7);
         let actions = c.tick(8);
         assert!(
-            actions
-                .iter()
-                .any(|a| matches!(a, Action::Start { release: 3, .. })),
+            actions.iter().any(
+                |a| matches!(a, Action::Start { release, .. } if *release == ReleaseNo::new(3))
+            ),
             "{actions:?}"
         );
         c.flush().expect("flush");

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use tracing::warn;
 use vt_plan::events::{kind, Event, EventFilter};
 use vt_plan::{
-    Action, HostId, HostStatus, InstanceId, Millis, Phase, RolloutState, VolumePlacement,
-    WorkloadKey,
+    Action, HostId, HostStatus, InstanceId, Millis, Phase, ReleaseNo, RolloutState,
+    VolumePlacement, WorkloadKey,
 };
 
 impl Controller {
@@ -221,7 +221,10 @@ impl Controller {
                 reason,
                 ..
             } => {
-                let release = self.releases.get(key).map_or(0, |r| r.number);
+                let release = self
+                    .releases
+                    .get(key)
+                    .map_or(ReleaseNo::default(), |r| r.number);
                 self.note_pending(
                     key,
                     region,
@@ -282,7 +285,7 @@ impl Controller {
         reason: &str,
         kind: &str,
         name: &str,
-        release: u64,
+        release: ReleaseNo,
         pending: &mut BTreeMap<WorkloadKey, Vec<Pending>>,
         now: Millis,
     ) {

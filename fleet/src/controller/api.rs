@@ -392,7 +392,7 @@ async fn exec(
         frame::send(
             &mut send,
             &ExecCommand {
-                instance: instance.clone(),
+                instance: instance.as_str().into(),
                 argv: req.argv.clone(),
                 stdin: req.stdin.clone(),
                 ..ExecCommand::default()

@@ -249,7 +249,7 @@ pub async fn attach(
         .on_upgrade(move |socket| async move {
             info!(%instance, %host, argv = ?q.argv, tty = q.tty, "exec session attached");
             let command = ExecCommand {
-                instance: instance.clone(),
+                instance: instance.as_str().into(),
                 argv: q.argv,
                 stdin: Vec::new(),
                 tty: q.tty,
@@ -291,7 +291,7 @@ async fn bridge(
             format!("exec on host {host}: {}", vt_wire::error_chain(e)),
         )
     };
-    let instance = command.instance.clone();
+    let instance = command.instance.to_string();
     let (mut send, mut recv) = match conn.open_bi().await {
         Ok(streams) => streams,
         Err(e) => return finish(socket, unreachable(&e)).await,

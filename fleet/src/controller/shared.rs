@@ -154,7 +154,7 @@ impl Shared {
                         content: value.into_bytes().into(),
                     }),
                     Err(e) => {
-                        warn!(app = %a.name, release = a.release, instance = %a.id, secret = %s.name, version = s.version, error = %e, "cannot decrypt a secret for an assignment");
+                        warn!(app = %a.name, release = a.release.get(), instance = %a.id, secret = %s.name, version = s.version, error = %e, "cannot decrypt a secret for an assignment");
                         None
                     }
                 })

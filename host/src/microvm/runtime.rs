@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use vt_plan::WorkloadKey;
-use vt_plan::{Millis, Phase};
+use vt_plan::{InstanceId, Millis, Phase};
 use vt_wire::messages::{
     volume_id, Assignment, Desire, ExecCommand, ExecEvent, InstanceReport, LogLine, VolumeReport,
 };
@@ -17,8 +17,8 @@ use vt_wire::messages::{
 #[derive(Debug)]
 pub struct MicrovmRuntime {
     ctx: Arc<Context>,
-    instances: BTreeMap<String, Handle>,
-    reported: BTreeMap<String, InstanceReport>,
+    instances: BTreeMap<InstanceId, Handle>,
+    reported: BTreeMap<InstanceId, InstanceReport>,
 }
 
 impl MicrovmRuntime {
@@ -40,7 +40,7 @@ impl MicrovmRuntime {
     }
 
     /// What each instance would report now.
-    fn snapshot(&self) -> BTreeMap<String, InstanceReport> {
+    fn snapshot(&self) -> BTreeMap<InstanceId, InstanceReport> {
         self.instances
             .iter()
             .map(|(id, h)| {
@@ -117,7 +117,7 @@ impl Runtime for MicrovmRuntime {
     }
 
     fn volumes(&mut self) -> Vec<VolumeReport> {
-        let attached: BTreeMap<std::path::PathBuf, String> = self
+        let attached: BTreeMap<std::path::PathBuf, InstanceId> = self
             .instances
             .iter()
             .flat_map(|(id, h)| {
@@ -210,7 +210,7 @@ impl Runtime for MicrovmRuntime {
 
     fn report(&mut self) -> Vec<InstanceReport> {
         let snapshot = self.snapshot();
-        let stopped = |id: &String| snapshot.get(id).is_some_and(|r| r.phase == Phase::Stopped);
+        let stopped = |id: &InstanceId| snapshot.get(id).is_some_and(|r| r.phase == Phase::Stopped);
         self.instances.retain(|id, _| !stopped(id));
         let out: Vec<InstanceReport> = snapshot.values().cloned().collect();
         self.reported = snapshot

@@ -77,7 +77,7 @@ pub fn spawn(ctx: Arc<Context>, assignment: Assignment) -> Handle {
     let (stop, stop_rx) = watch::channel(false);
     let (jobs, jobs_rx) = mpsc::unbounded_channel();
     let (secrets, secrets_rx) = watch::channel(assignment.secrets.clone());
-    let span = info_span!("instance", instance = %assignment.id, app = %assignment.name, release = assignment.release);
+    let span = info_span!("instance", instance = %assignment.id, app = %assignment.name, release = assignment.release.get());
     let channels = Channels {
         stop: stop_rx,
         jobs: jobs_rx,

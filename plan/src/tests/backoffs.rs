@@ -7,7 +7,7 @@ use super::*;
 fn failing(app: &str, release: u64, slot: Option<u32>, rounds: u32, at: Millis) -> Backoff {
     Backoff {
         key: key(app),
-        release,
+        release: ReleaseNo::new(release),
         region: "eu".into(),
         slot,
         failures: rounds,

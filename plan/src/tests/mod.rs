@@ -61,7 +61,7 @@ pub(super) fn workload(app: &str, release: u64, spec: EffectiveSpec) -> Workload
     Workload {
         key: key(app),
         name: format!("acme/shop/{app}/prod"),
-        release,
+        release: ReleaseNo::new(release),
         spec,
     }
 }
@@ -89,7 +89,7 @@ pub(super) fn instance(
     Instance {
         id: id.into(),
         key: key(app),
-        release,
+        release: ReleaseNo::new(release),
         host: host.into(),
         region: region.into(),
         cpu: 250,
@@ -109,7 +109,7 @@ pub(super) fn completed(app: &str, release: u64) -> RolloutState {
 pub(super) fn rollout_record(app: &str, release: u64, status: RolloutStatus) -> RolloutState {
     RolloutState {
         key: key(app),
-        release,
+        release: ReleaseNo::new(release),
         started: 0,
         last_progress: 0,
         healthy: 0,
@@ -140,7 +140,7 @@ pub(super) fn stops(actions: &[Action]) -> Vec<&str> {
 fn rollout<'r>(
     rollouts: &'r mut [RolloutState],
     key: &WorkloadKey,
-    release: u64,
+    release: ReleaseNo,
 ) -> &'r mut RolloutState {
     rollouts
         .iter_mut()

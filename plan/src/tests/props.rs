@@ -151,7 +151,7 @@ fn build(s: &Seeds, roomy: bool) -> (Desired, Observed) {
             Instance {
                 id: format!("i{n:02}").into(),
                 key: app(k),
-                release,
+                release: ReleaseNo::new(release),
                 host,
                 region,
                 cpu,
@@ -177,7 +177,7 @@ fn build(s: &Seeds, roomy: bool) -> (Desired, Observed) {
             let last_progress = if roomy { NOW } else { NOW - ago };
             RolloutState {
                 key: app(k),
-                release,
+                release: ReleaseNo::new(release),
                 started: last_progress,
                 last_progress,
                 healthy,

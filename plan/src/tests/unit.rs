@@ -45,7 +45,7 @@ fn spreads_replicas_and_explains_each_start() {
         actions[0],
         Action::RolloutStarted {
             key: key("web"),
-            release: 1
+            release: ReleaseNo::new(1)
         }
     );
 }
@@ -285,7 +285,7 @@ fn immediate_rollout_replaces_everything_at_once() {
     let actions = plan(&d, &o, 0);
     assert!(matches!(
         actions[0],
-        Action::RolloutStarted { release: 2, .. }
+        Action::RolloutStarted { release, .. } if release == ReleaseNo::new(2)
     ));
     assert_eq!(stops(&actions), ["i1", "i2"]);
     assert_eq!(starts(&actions), [("h1", None), ("h2", None)]);
@@ -373,7 +373,7 @@ fn rolling_update_starts_before_it_stops() {
         .observed
         .rollouts
         .iter()
-        .any(|r| r.release == 2 && r.status == RolloutStatus::Completed));
+        .any(|r| r.release == ReleaseNo::new(2) && r.status == RolloutStatus::Completed));
 }
 
 #[test]
@@ -426,7 +426,13 @@ fn rolling_update_with_volumes_goes_slot_by_slot() {
         .filter(|i| i.phase == Phase::Healthy)
         .map(|i| (i.host.as_str(), i.slot, i.release))
         .collect();
-    assert_eq!(placed, [("h1", Some(0), 2), ("h2", Some(1), 2)]);
+    assert_eq!(
+        placed,
+        [
+            ("h1", Some(0), ReleaseNo::new(2)),
+            ("h2", Some(1), ReleaseNo::new(2))
+        ]
+    );
 }
 
 #[test]
@@ -439,7 +445,7 @@ fn progress_deadline_halts_and_freezes_until_a_newer_release() {
     );
     o.rollouts.push(RolloutState {
         key: key("web"),
-        release: 2,
+        release: ReleaseNo::new(2),
         started: 0,
         last_progress: 0,
         healthy: 0,
@@ -462,7 +468,7 @@ fn progress_deadline_halts_and_freezes_until_a_newer_release() {
     let actions = sim.plan(&d);
     assert!(matches!(
         actions[0],
-        Action::RolloutStarted { release: 3, .. }
+        Action::RolloutStarted { release, .. } if release == ReleaseNo::new(3)
     ));
     assert_eq!(stops(&actions), ["n1"]);
     assert_eq!(starts(&actions), [("h1", None)]);
@@ -483,7 +489,7 @@ fn rollout_reports_progress_and_completion_once() {
         progressed,
         [Action::RolloutCompleted {
             key: key("web"),
-            release: 1
+            release: ReleaseNo::new(1)
         }]
     );
     sim.apply(&progressed);
@@ -498,7 +504,7 @@ fn rollout_reports_progress_and_completion_once() {
         progressed,
         [Action::RolloutProgressed {
             key: key("web"),
-            release: 1,
+            release: ReleaseNo::new(1),
             healthy: 1
         }]
     );
@@ -542,7 +548,7 @@ fn the_plan_does_not_depend_on_input_order() {
 fn halted(app: &str, release: u64, healthy: u32) -> RolloutState {
     RolloutState {
         key: key(app),
-        release,
+        release: ReleaseNo::new(release),
         started: 0,
         last_progress: 0,
         healthy,
@@ -561,7 +567,7 @@ fn start_releases(actions: &[Action]) -> Vec<(&str, u64, u64)> {
                 release,
                 memory,
                 ..
-            } => Some((host.as_str(), *release, *memory)),
+            } => Some((host.as_str(), release.get(), *memory)),
             _ => None,
         })
         .collect()
@@ -665,7 +671,7 @@ fn a_halted_rollout_resumes_when_it_progresses_and_completes_when_done() {
         actions.last(),
         Some(&Action::RolloutProgressed {
             key: key("web"),
-            release: 2,
+            release: ReleaseNo::new(2),
             healthy: 1
         })
     );

@@ -7,7 +7,7 @@ use crate::host::{SimHost, SimInstance, Start};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use vt_plan::events::Event;
-use vt_plan::WorkloadKey;
+use vt_plan::{InstanceId, WorkloadKey};
 
 impl Sim {
     /// A host.
@@ -47,7 +47,7 @@ impl Sim {
 
     /// Every start of every instance ID, oldest first. An ID is started
     /// again when its host lost it before the controller learnt of it.
-    pub fn started(&self) -> &BTreeMap<String, Vec<Start>> {
+    pub fn started(&self) -> &BTreeMap<InstanceId, Vec<Start>> {
         &self.started
     }
 

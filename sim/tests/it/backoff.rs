@@ -7,6 +7,7 @@
 
 use crate::{seeds, settled, sim_with_hosts};
 use vt_plan::events::{kind, EventFilter};
+use vt_plan::ReleaseNo;
 use vt_sim::Repo;
 
 const BAD: &str = "registry.local/web:typo";
@@ -49,7 +50,7 @@ fn a_first_deploy_that_never_boots_backs_off_and_recovers() {
             .map(|e| e.count)
             .sum::<u32>();
         assert!(failures >= 4, "seed {seed}: {failures} failures counted");
-        let backoffs = sim.controller().backoffs_of(&key, 1);
+        let backoffs = sim.controller().backoffs_of(&key, ReleaseNo::FIRST);
         let b = backoffs
             .first()
             .unwrap_or_else(|| panic!("seed {seed}: no backoff"));
@@ -62,7 +63,9 @@ fn a_first_deploy_that_never_boots_backs_off_and_recovers() {
         sim.behaviour_mut().failing_images.remove(BAD);
         sim.run_until(|s| settled(s, &key, 1, 2), 120_000);
         assert!(
-            sim.controller().backoffs_of(&key, 1).is_empty(),
+            sim.controller()
+                .backoffs_of(&key, ReleaseNo::FIRST)
+                .is_empty(),
             "seed {seed}: a healthy instance clears the backoff"
         );
     }

@@ -73,7 +73,7 @@ fn the_fleet_converges_after_random_faults() {
                 let release = latest
                     .iter()
                     .find(|(r, _)| r.key == key)
-                    .map_or(0, |(r, _)| r.number);
+                    .map_or(0, |(r, _)| r.number.get());
                 (key, release, *n)
             })
             .collect();

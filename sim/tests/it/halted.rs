@@ -7,7 +7,7 @@
 use crate::{guard_rollout, healthy, live, on_hosts, seeds, settled, sim_with_hosts, GI};
 use std::collections::BTreeMap;
 use vt_plan::events::kind;
-use vt_plan::{HostStatus, Phase, RolloutStatus, WorkloadKey};
+use vt_plan::{HostStatus, InstanceId, Phase, ReleaseNo, RolloutStatus, WorkloadKey};
 use vt_sim::{Repo, Sim};
 
 /// 4 instances of `web` release 1 on 3 hosts (rolling, surge 1, none
@@ -68,7 +68,7 @@ fn a_halted_rollout_replaces_the_instances_of_a_lost_host_with_their_release() {
         let (mut sim, _repo, key) = halted_web(seed);
         let placed = sim.events_of(kind::INSTANCE_PLACED).len();
         let victim = busiest(&sim, &key);
-        let lost: Vec<String> = sim
+        let lost: Vec<InstanceId> = sim
             .on_hosts(&key)
             .iter()
             .filter(|(h, i)| *h == victim && i.release == 1)
@@ -98,7 +98,10 @@ fn a_halted_rollout_replaces_the_instances_of_a_lost_host_with_their_release() {
 
         // Replaced with release 1, elsewhere; the lost ones no longer count.
         let after: Vec<_> = sim.events_of(kind::INSTANCE_PLACED)[placed..].to_vec();
-        let release_1: Vec<_> = after.iter().filter(|e| e.release == Some(1)).collect();
+        let release_1: Vec<_> = after
+            .iter()
+            .filter(|e| e.release == Some(ReleaseNo::new(1)))
+            .collect();
         assert_eq!(
             release_1.len(),
             lost.len(),
@@ -113,7 +116,7 @@ fn a_halted_rollout_replaces_the_instances_of_a_lost_host_with_their_release() {
             .controller()
             .instances_of(&key)
             .into_iter()
-            .filter(|i| lost.iter().any(|l| i.instance.id == *l) && i.instance.phase.is_live())
+            .filter(|i| lost.contains(&i.instance.id) && i.instance.phase.is_live())
             .map(|i| i.instance.id.clone())
             .collect();
         assert!(
@@ -157,7 +160,10 @@ fn a_halted_rollout_replaces_failed_instances_with_their_release() {
 
         let after: Vec<_> = sim.events_of(kind::INSTANCE_PLACED)[placed..].to_vec();
         assert_eq!(
-            after.iter().filter(|e| e.release == Some(1)).count(),
+            after
+                .iter()
+                .filter(|e| e.release == Some(ReleaseNo::new(1)))
+                .count(),
             gone,
             "seed {seed}\n{}",
             sim.summary()
@@ -204,7 +210,7 @@ fn instances_still_starting_at_the_deadline_halt_the_rollout_and_say_so() {
         let (mut sim, key) = slow_release(seed, (40_000, 45_000));
         sim.run_until(|s| !s.events_of(kind::ROLLOUT_HALTED).is_empty(), 30_000);
         let halt = sim.events_of(kind::ROLLOUT_HALTED)[0].clone();
-        assert_eq!(halt.release, Some(2), "seed {seed}");
+        assert_eq!(halt.release, Some(ReleaseNo::new(2)), "seed {seed}");
         assert!(
             halt.message
                 .ends_with("(progress deadline 20s); 0 of 2 healthy, 1 still starting"),
@@ -217,7 +223,7 @@ fn instances_still_starting_at_the_deadline_halt_the_rollout_and_say_so() {
         let placed_2 = sim
             .events_of(kind::INSTANCE_PLACED)
             .iter()
-            .filter(|e| e.release == Some(2))
+            .filter(|e| e.release == Some(ReleaseNo::new(2)))
             .count();
         assert_eq!(placed_2, 1, "seed {seed}\n{}", sim.summary());
         let starting: Vec<_> = sim
@@ -242,21 +248,21 @@ fn a_halted_rollout_whose_instances_become_healthy_resumes_and_completes() {
         let completed = sim.events_of(kind::ROLLOUT_COMPLETED);
         assert_eq!(
             completed.iter().map(|e| e.release).collect::<Vec<_>>(),
-            [Some(1), Some(2)],
+            [Some(ReleaseNo::new(1)), Some(ReleaseNo::new(2))],
             "seed {seed}"
         );
         let progressed = sim.events_of(kind::ROLLOUT_PROGRESSED);
         assert!(
             progressed
                 .iter()
-                .any(|e| e.release == Some(2)
+                .any(|e| e.release == Some(ReleaseNo::new(2))
                     && e.time > sim.events_of(kind::ROLLOUT_HALTED)[0].time),
             "seed {seed}: progress after the halt"
         );
         let placed_2 = sim
             .events_of(kind::INSTANCE_PLACED)
             .iter()
-            .filter(|e| e.release == Some(2))
+            .filter(|e| e.release == Some(ReleaseNo::new(2)))
             .count();
         assert_eq!(placed_2, 2, "seed {seed}: none replaced");
     }
@@ -296,7 +302,7 @@ fn a_first_deploy_unplaceable_until_its_deadline_is_placed_once_there_is_room() 
                 .iter()
                 .map(|e| e.release)
                 .collect::<Vec<_>>(),
-            [Some(1)],
+            [Some(ReleaseNo::new(1))],
             "seed {seed}"
         );
     }

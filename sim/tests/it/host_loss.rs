@@ -4,7 +4,7 @@
 
 use crate::{healthy, on_hosts, seeds, settled, sim_with_hosts};
 use vt_plan::events::kind;
-use vt_plan::{HostStatus, Phase};
+use vt_plan::{HostStatus, InstanceId, Phase};
 use vt_sim::{Repo, Sim};
 
 fn host_status(sim: &Sim, host: &str) -> Option<HostStatus> {
@@ -30,7 +30,7 @@ fn a_partitioned_host_is_lost_its_stateless_instances_move_and_volumes_wait() {
             let on = sim.on_hosts(&db);
             (on[0].0.to_string(), on[0].1.id.clone())
         };
-        let web_on_lost: Vec<String> = sim
+        let web_on_lost: Vec<InstanceId> = sim
             .on_hosts(&web)
             .iter()
             .filter(|(h, _)| *h == db_host)

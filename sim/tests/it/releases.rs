@@ -5,7 +5,7 @@
 use crate::{seeds, settled, sim_with_hosts};
 use vt_control::core::CommitOutcome;
 use vt_plan::events::kind;
-use vt_plan::WorkloadKey;
+use vt_plan::{ReleaseNo, WorkloadKey};
 use vt_sim::{qualified, Repo, Sim};
 
 #[test]
@@ -45,7 +45,7 @@ fn changed_specs_make_numbered_releases_and_bad_commits_are_rejected() {
         repo.app("web").env("prod").instances(3);
         assert_eq!(
             sim.commit(&repo.files()),
-            CommitOutcome::Accepted(vec![(prod_name.clone(), 3)]),
+            CommitOutcome::Accepted(vec![(prod_name.clone(), ReleaseNo::new(3))]),
             "seed {seed}"
         );
         sim.run_until(|s| settled(s, &prod, 3, 3), 60_000);
@@ -112,7 +112,9 @@ fn changed_specs_make_numbered_releases_and_bad_commits_are_rejected() {
 /// The releases an accepted commit made, sorted.
 fn accepted(outcome: CommitOutcome) -> Vec<(String, u64)> {
     match outcome {
-        CommitOutcome::Accepted(made) => sorted(made),
+        CommitOutcome::Accepted(made) => {
+            sorted(made.into_iter().map(|(n, r)| (n, r.get())).collect())
+        }
         other => panic!("commit not accepted: {other:?}"),
     }
 }
@@ -128,7 +130,7 @@ fn numbers(sim: &Sim, key: &WorkloadKey) -> Vec<u64> {
         .releases_of(key)
         .expect("releases")
         .iter()
-        .map(|r| r.number)
+        .map(|r| r.number.get())
         .collect()
 }
 

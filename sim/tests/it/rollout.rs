@@ -4,7 +4,7 @@
 
 use crate::{guard_rollout, healthy, on_hosts, seeds, settled, sim_with_hosts};
 use vt_plan::events::kind;
-use vt_plan::{Phase, RolloutStatus};
+use vt_plan::{Phase, ReleaseNo, RolloutStatus};
 use vt_sim::Repo;
 
 #[test]
@@ -29,7 +29,7 @@ fn rolling_update_keeps_surge_and_availability_bounds() {
         let completed = sim.events_of(kind::ROLLOUT_COMPLETED);
         assert_eq!(
             completed.iter().map(|e| e.release).collect::<Vec<_>>(),
-            [Some(1), Some(2)],
+            [Some(ReleaseNo::new(1)), Some(ReleaseNo::new(2))],
             "seed {seed}"
         );
         let routes = sim.controller().routes();
@@ -58,12 +58,12 @@ fn immediate_update_replaces_every_instance_at_once() {
         let stopping: Vec<_> = sim
             .events_of(kind::INSTANCE_STOPPING)
             .into_iter()
-            .filter(|e| e.release == Some(1))
+            .filter(|e| e.release == Some(ReleaseNo::new(1)))
             .collect();
         let placed: Vec<_> = sim
             .events_of(kind::INSTANCE_PLACED)
             .into_iter()
-            .filter(|e| e.release == Some(2))
+            .filter(|e| e.release == Some(ReleaseNo::new(2)))
             .collect();
         assert_eq!(
             (stopping.len(), placed.len()),
@@ -101,7 +101,7 @@ fn a_release_that_never_becomes_healthy_halts_at_the_deadline() {
         sim.run_until(|s| !s.events_of(kind::ROLLOUT_HALTED).is_empty(), 60_000);
 
         let halted = sim.events_of(kind::ROLLOUT_HALTED);
-        assert_eq!(halted[0].release, Some(2), "seed {seed}");
+        assert_eq!(halted[0].release, Some(ReleaseNo::new(2)), "seed {seed}");
         assert!(
             halted[0].time - committed > 20_000,
             "seed {seed}: halted only after the deadline"
@@ -114,7 +114,7 @@ fn a_release_that_never_becomes_healthy_halts_at_the_deadline() {
         assert!(
             !sim.events_of(kind::INSTANCE_PHASE)
                 .iter()
-                .any(|e| e.release == Some(2) && e.message.ends_with("→ healthy")),
+                .any(|e| e.release == Some(ReleaseNo::new(2)) && e.message.ends_with("→ healthy")),
             "seed {seed}"
         );
 
@@ -131,7 +131,7 @@ fn a_release_that_never_becomes_healthy_halts_at_the_deadline() {
             .rollout(&key)
             .map(|r| (r.release, r.status.clone()));
         assert!(
-            matches!(status, Some((2, RolloutStatus::Halted { .. }))),
+            matches!(status, Some((r, RolloutStatus::Halted { .. })) if r == 2),
             "seed {seed}: {status:?}"
         );
         assert_eq!(

@@ -12,7 +12,7 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 use vt_control::views::{DescribeView, ReleaseView, StatusView, WorkloadStatus};
 use vt_plan::events::Event;
-use vt_plan::{Phase, RolloutStatus};
+use vt_plan::{Phase, ReleaseNo, RolloutStatus};
 
 /// How often the controller is asked.
 const POLL: Duration = Duration::from_millis(250);
@@ -39,7 +39,7 @@ pub struct ReceiptInstance {
     /// Instance ID.
     pub id: String,
     /// Release it runs.
-    pub release: u64,
+    pub release: ReleaseNo,
     /// Host name.
     pub host: String,
     /// Phase.
@@ -54,7 +54,7 @@ pub struct ReceiptWorkload {
     /// Qualified env name.
     pub name: String,
     /// The release the change made.
-    pub release: u64,
+    pub release: ReleaseNo,
     /// The image of the release's spec.
     pub image: String,
     /// Instances now, stopped ones left out.
@@ -112,7 +112,7 @@ pub enum Applied {
     /// spec hash: a pull request was merged, by whatever kind of merge.
     Release {
         /// The release that was the latest when the change was pushed.
-        after: u64,
+        after: ReleaseNo,
         /// The spec hash the new release must have.
         spec_hash: String,
     },
@@ -287,7 +287,7 @@ impl Events {
 fn released(
     client: &Client,
     names: &[String],
-    after: u64,
+    after: ReleaseNo,
     spec_hash: &str,
 ) -> Result<Option<String>, CliError> {
     let Some((app, env)) = names.first().and_then(|n| n.rsplit_once('/')) else {
@@ -378,8 +378,12 @@ fn workload(client: &Client, name: &str) -> Result<Option<ReceiptWorkload>, CliE
                 format!("{} {addr}:{}", e.endpoint, e.port)
             })
             .collect(),
-        rollback: (release > 1)
-            .then(|| format!("vt rollback {short_app} --env {env} --to {}", release - 1)),
+        rollback: (release > ReleaseNo::FIRST).then(|| {
+            format!(
+                "vt rollback {short_app} --env {env} --to {}",
+                release.get() - 1
+            )
+        }),
     }))
 }
 

@@ -16,7 +16,7 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::Path;
 use vt_plan::releases::{spec_hash, Release};
-use vt_plan::WorkloadKey;
+use vt_plan::{ReleaseNo, WorkloadKey};
 use vt_repo::{DesiredState, Snapshot};
 
 /// A pull request that was opened.
@@ -34,9 +34,9 @@ pub struct Outcome {
     /// Env name.
     pub env: String,
     /// The release that was current (the latest).
-    pub from_release: u64,
+    pub from_release: ReleaseNo,
     /// The release restored.
-    pub to_release: u64,
+    pub to_release: ReleaseNo,
     /// False when the files already were release N's: nothing was committed.
     pub changed: bool,
     /// The rollback commit.
@@ -129,9 +129,9 @@ fn rollback(g: &Global, args: &RollbackArgs, client: &Client) -> Result<Outcome,
     let repo = git_ops::open(&find_root(g)?)?;
     let up = git_ops::upstream(&repo)?;
     let forge = forge_of(&repo, &up, args)?;
-    let (latest, target) = pick(&releases(client, args)?, args.to)?;
+    let (latest, target) = pick(&releases(client, args)?, args.to.map(ReleaseNo::new))?;
     span.record("env", split_name(&target.name).1);
-    span.record("release", target.number);
+    span.record("release", target.number.get());
     let tip = git_ops::fetch(&repo, &up)?;
     let (built, warnings) = build(&repo, &up, tip, &latest, &target)?;
     let mut outcome = Outcome::new(&up, &latest, &target, warnings);
@@ -250,12 +250,12 @@ fn releases(client: &Client, args: &RollbackArgs) -> Result<Vec<Release>, CliErr
 }
 
 /// The latest release and the one to restore: `--to N`, else the one before the latest.
-fn pick(releases: &[Release], to: Option<u64>) -> Result<(Release, Release), CliError> {
+fn pick(releases: &[Release], to: Option<ReleaseNo>) -> Result<(Release, Release), CliError> {
     let latest = releases
         .iter()
         .max_by_key(|r| r.number)
         .ok_or_else(|| CliError::new(Exit::NotFound, ErrorCode::NoRelease, "no releases"))?;
-    let wanted = to.unwrap_or(latest.number.saturating_sub(1));
+    let wanted = to.unwrap_or(ReleaseNo::new(latest.number.get().saturating_sub(1)));
     let numbers: Vec<String> = releases.iter().map(|r| r.number.to_string()).collect();
     let target = releases
         .iter()
