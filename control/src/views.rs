@@ -119,6 +119,21 @@ pub struct SourceView {
     /// and the last good commit keeps running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_since: Option<Millis>,
+    /// Why the last read failed, while reads fail: the last good commit
+    /// keeps running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<SourceFailure>,
+}
+
+/// A source whose reads fail, for `vt status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFailure {
+    /// `E_GIT_AUTH`, `E_GIT_TLS`, `E_GIT_HOST_KEY` or `E_GIT`.
+    pub code: vt_wire::codes::ErrorCode,
+    /// What failed, with git's words and a hint.
+    pub message: String,
+    /// Since when reads fail.
+    pub since: Millis,
 }
 
 /// `GET /v1/describe`: desired vs current, field by field.

@@ -15,6 +15,7 @@ mod diff;
 mod edge;
 mod faults;
 mod git_history;
+mod git_remote;
 mod host_loss;
 mod isolation;
 mod microvm;

@@ -6,6 +6,7 @@
 use crate::support::fleet::{Controller, FleetDir};
 use crate::support::process::Proc;
 use crate::support::repo::{origin_and_clone, Repo, ENV_FILE, WEB_PROD};
+use crate::support::servers::TestCa;
 use crate::support::status::{num, settled, text};
 use crate::support::{wait_until, Out, Sandbox};
 use serde_json::{json, Value};
@@ -124,9 +125,25 @@ struct Recorded {
 /// request and answers `status` with `answer`. Its base URL, and the
 /// request (`None` when none came within 30 s).
 fn forge(status: u16, answer: Value) -> (String, JoinHandle<Option<Recorded>>) {
+    forge_over(None, status, answer)
+}
+
+/// A read-and-write connection: TCP, or TLS over TCP.
+trait Connection: Read + Write + Send {}
+impl<T: Read + Write + Send> Connection for T {}
+
+/// [`forge`] over HTTPS with `tls`'s certificate when given; a request
+/// whose TLS handshake fails is none.
+fn forge_over(
+    tls: Option<&TestCa>,
+    status: u16,
+    answer: Value,
+) -> (String, JoinHandle<Option<Recorded>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.set_nonblocking(true).expect("non-blocking");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}", listener.local_addr().expect("address"));
+    let config = tls.map(TestCa::server_config);
     let handle = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(30);
         let stream = loop {
@@ -139,9 +156,16 @@ fn forge(status: u16, answer: Value) -> (String, JoinHandle<Option<Recorded>>) {
             }
         };
         stream.set_nonblocking(false).expect("blocking");
-        let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+        let stream: Box<dyn Connection> = match config {
+            Some(config) => Box::new(rustls::StreamOwned::new(
+                rustls::ServerConnection::new(config).expect("a TLS connection"),
+                stream,
+            )),
+            None => Box::new(stream),
+        };
+        let mut reader = BufReader::new(stream);
         let mut line = String::new();
-        reader.read_line(&mut line).expect("request line");
+        reader.read_line(&mut line).ok()?;
         let mut words = line.split_whitespace();
         let (method, path) = (words.next()?.to_string(), words.next()?.to_string());
         let mut headers = BTreeMap::new();
@@ -160,7 +184,7 @@ fn forge(status: u16, answer: Value) -> (String, JoinHandle<Option<Recorded>>) {
         let mut body = vec![0; length];
         reader.read_exact(&mut body).expect("body");
         let answer = answer.to_string();
-        let mut stream = stream;
+        let stream = reader.get_mut();
         write!(
             stream,
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
@@ -168,6 +192,7 @@ fn forge(status: u16, answer: Value) -> (String, JoinHandle<Option<Recorded>>) {
             answer.len()
         )
         .expect("answer");
+        stream.flush().expect("flush the answer");
         Some(Recorded {
             method,
             path,
@@ -397,4 +422,65 @@ fn rollback_wait_follows_the_pull_request_once_it_is_merged() {
         all["rollback"]["pull_request"]["url"],
         "http://forge.test/acme/config/pulls/7"
     );
+}
+
+#[test]
+fn rollback_opens_a_pull_request_on_a_forge_served_over_https_with_a_private_ca() {
+    let sb = Sandbox::new();
+    let w = World::start(&sb);
+    let tls = TestCa::new(&sb.path().join("tls"));
+    let ca = tls.ca.display().to_string();
+    let to_github = |url: &str, extra: &[&str]| -> Out {
+        let mut args = vec!["web", "--env", "prod", "--to", "1"];
+        args.extend([
+            "--forge",
+            "github",
+            "--forge-url",
+            url,
+            "--forge-token",
+            "T",
+        ]);
+        args.extend(["--forge-repo", "acme/config"]);
+        args.extend(extra);
+        w.rollback(&args)
+    };
+
+    // The CA not given: the certificate is not trusted, and the error says
+    // what to pass.
+    let (url, request) = forge_over(Some(&tls), 201, json!({"html_url": "x"}));
+    let out = to_github(&url, &[]);
+    assert_eq!(out.code, 1, "{out}");
+    let error = out.json();
+    assert_eq!(error["code"], "E_FORGE", "{out}");
+    assert!(text(&error, "message").contains("certificate"), "{error}");
+    assert!(request.join().expect("the forge thread").is_none());
+
+    // With it: the pull request is opened over TLS.
+    let (url, request) = forge_over(
+        Some(&tls),
+        201,
+        json!({"number": 8, "html_url": "https://forge.test/acme/config/pull/8"}),
+    );
+    let out = to_github(&url, &["--forge-ca", &ca]).ok();
+    assert_eq!(
+        out.json()["pull_request"]["url"],
+        "https://forge.test/acme/config/pull/8",
+        "{out}"
+    );
+    let got = received(request);
+    assert_eq!(
+        (got.method.as_str(), got.path.as_str()),
+        ("POST", "/repos/acme/config/pulls")
+    );
+    assert_eq!(got.headers["authorization"], "Bearer T");
+
+    // A token the forge refuses (401): its words, and nothing opened.
+    let (url, request) = forge_over(Some(&tls), 401, json!({"message": "Bad credentials"}));
+    let out = to_github(&url, &["--forge-ca", &ca]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        text(&out.json(), "message").contains("Bad credentials"),
+        "{out}"
+    );
+    assert!(received(request).path.ends_with("/pulls"));
 }

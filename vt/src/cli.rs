@@ -360,6 +360,27 @@ pub struct Api {
     pub token: Option<String>,
 }
 
+/// How `vt fleet run` reaches a remote repository (`vt fleet init`); each
+/// becomes a file of `STATE/git/`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GitAccessArgs {
+    /// HTTPS: the CA bundle (PEM) a private Git host's certificate is checked with.
+    #[arg(long, value_name = "FILE")]
+    pub git_ca: Option<PathBuf>,
+    /// HTTPS: a file holding the token (or password) to fetch with.
+    #[arg(long, value_name = "FILE")]
+    pub git_token_file: Option<PathBuf>,
+    /// HTTPS: the user name sent with the token.
+    #[arg(long, value_name = "NAME", default_value = "x-access-token")]
+    pub git_username: String,
+    /// SSH: the private key to fetch with (default for an SSH repository: a new ed25519 deploy key).
+    #[arg(long, value_name = "FILE")]
+    pub git_ssh_key: Option<PathBuf>,
+    /// SSH: the Git host's known_hosts lines (`ssh-keyscan HOST`, fingerprint checked).
+    #[arg(long, value_name = "FILE")]
+    pub git_known_hosts: Option<PathBuf>,
+}
+
 /// `vt fleet ...`
 #[derive(Debug, Subcommand)]
 pub enum FleetCommand {
@@ -380,6 +401,9 @@ pub enum FleetCommand {
         /// HTTP address of the API.
         #[arg(long, default_value = "127.0.0.1:7080")]
         http: std::net::SocketAddr,
+        /// How the controller reaches a remote repository.
+        #[command(flatten)]
+        git: GitAccessArgs,
     },
     /// Run the controller.
     Run {
@@ -776,6 +800,9 @@ pub struct RollbackArgs {
     /// The forge's API token.
     #[arg(long, env = "VT_FORGE_TOKEN", hide_env_values = true)]
     pub forge_token: Option<String>,
+    /// A CA bundle (PEM) the forge's certificate is checked with, besides the system's roots.
+    #[arg(long, env = "VT_FORGE_CA", value_name = "FILE")]
+    pub forge_ca: Option<PathBuf>,
     /// Following the rollout (with --merge).
     #[command(flatten)]
     pub wait: Wait,

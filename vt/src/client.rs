@@ -7,14 +7,23 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 /// Where the controller is and how to authenticate.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     base: String,
     token: String,
 }
 
+impl std::fmt::Debug for Client {
+    /// The address, never the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `~/.config/vt/config.json` (or `$XDG_CONFIG_HOME/vt/config.json`).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Default, serde::Deserialize)]
 struct ConfigFile {
     controller: Option<String>,
     token: Option<String>,

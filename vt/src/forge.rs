@@ -4,6 +4,7 @@
 
 use crate::error::{CliError, ErrorCode, Exit};
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The forges vt knows.
@@ -52,6 +53,9 @@ pub enum ForgeError {
     /// The forge accepted but its answer has no `html_url`.
     #[error("the forge's answer has no html_url: {0}")]
     BadAnswer(String),
+    /// The CA bundle given for the forge cannot be used.
+    #[error("cannot use the forge's CA bundle: {0}")]
+    Trust(String),
 }
 
 impl ForgeError {
@@ -59,7 +63,10 @@ impl ForgeError {
     pub fn is_settings(&self) -> bool {
         !matches!(
             self,
-            ForgeError::Refused { .. } | ForgeError::Unreachable { .. } | ForgeError::BadAnswer(_)
+            ForgeError::Refused { .. }
+                | ForgeError::Unreachable { .. }
+                | ForgeError::BadAnswer(_)
+                | ForgeError::Trust(_)
         )
     }
 }
@@ -78,6 +85,10 @@ impl From<ForgeError> for CliError {
             ForgeError::NoUrl => "pass --forge-url https://HOST (or set VT_FORGE_URL)",
             ForgeError::NoToken => "pass --forge-token TOKEN (or set VT_FORGE_TOKEN)",
             ForgeError::UnknownKind(_) => "pass --forge github or --forge gitea",
+            ForgeError::Trust(_) => "pass --forge-ca with a PEM file of the forge's CA",
+            ForgeError::Unreachable { message, .. } if message.contains("certificate") => {
+                "the forge's certificate is not trusted: pass --forge-ca with its CA bundle (PEM)"
+            }
             _ => "check --forge-url and the token's permissions",
         };
         CliError::new(exit, ErrorCode::Forge, e.to_string()).hint(hint)
@@ -95,6 +106,8 @@ pub struct Settings<'a> {
     pub repo: Option<&'a str>,
     /// The API token.
     pub token: Option<&'a str>,
+    /// A CA bundle to trust besides the system's roots (a private forge).
+    pub ca: Option<&'a Path>,
 }
 
 /// A repository on a forge, as a remote's URL names it.
@@ -180,13 +193,26 @@ pub struct Request {
 }
 
 /// A repository on a forge, with the token to use its API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Forge {
     kind: Kind,
     api: String,
     owner: String,
     name: String,
     token: String,
+    ca: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Forge {
+    /// Everything but the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forge")
+            .field("kind", &self.kind)
+            .field("api", &self.api)
+            .field("repo", &format_args!("{}/{}", self.owner, self.name))
+            .field("ca", &self.ca)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Forge {
@@ -226,6 +252,7 @@ impl Forge {
             owner,
             name,
             token: token.to_string(),
+            ca: settings.ca.map(Path::to_path_buf),
         })
     }
 
@@ -259,8 +286,11 @@ impl Forge {
     pub fn open_pull_request(&self, pr: &PullRequest<'_>) -> Result<String, ForgeError> {
         let request = self.pull_request(pr);
         let _span = tracing::debug_span!("forge", url = %request.url).entered();
+        let tls = vt_wire::trust::client_config(self.ca.as_deref())
+            .map_err(|e| ForgeError::Trust(vt_wire::error_chain(&e)))?;
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(30))
+            .tls_config(tls)
             .build();
         let mut call = agent.post(&request.url);
         for (name, value) in &request.headers {
@@ -348,6 +378,7 @@ mod tests {
             url,
             repo,
             token: Some("T"),
+            ca: None,
         }
     }
 

@@ -81,7 +81,8 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             state_dir,
             quic,
             http,
-        }) => fleet::init(g, state_dir, source, branch, *quic, *http),
+            git,
+        }) => fleet::init(g, state_dir, source, branch, (*quic, *http), git),
         Command::Fleet(FleetCommand::Run {
             state_dir,
             quic,

@@ -133,6 +133,12 @@ error_codes! {
     NoRemoteBranch => "E_NO_REMOTE_BRANCH",
     /// A git operation failed.
     Git => "E_GIT",
+    /// A Git host refused the credentials (token, password or deploy key), or none were given.
+    GitAuth => "E_GIT_AUTH",
+    /// A Git host's TLS certificate cannot be verified (a private CA not given?).
+    GitTls => "E_GIT_TLS",
+    /// A Git host's SSH key is unknown or changed (known_hosts).
+    GitHostKey => "E_GIT_HOST_KEY",
     /// An image cannot be resolved, built or pushed.
     Image => "E_IMAGE",
     /// `--timeout` passed before the rollout finished (exit 6).

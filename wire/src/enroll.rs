@@ -34,7 +34,7 @@ pub const ENROL_TIMEOUT: Duration = Duration::from_secs(10);
 pub const ENROL_RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// What an enrolling node asks for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     /// The join token, as printed by `vt fleet token create`.
@@ -45,8 +45,18 @@ pub struct EnrollRequest {
     pub name: String,
 }
 
+impl std::fmt::Debug for EnrollRequest {
+    /// The role and name; never the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollRequest")
+            .field("role", &self.role)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The controller's answer to an [`EnrollRequest`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EnrollResponse {
     /// The node's new certificate, its private key and the fleet CA, all PEM.
@@ -63,6 +73,18 @@ pub enum EnrollResponse {
         /// Why, as a sentence.
         reason: String,
     },
+}
+
+impl std::fmt::Debug for EnrollResponse {
+    /// The outcome; never the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnrollResponse::Issued { .. } => f.write_str("Issued { .. }"),
+            EnrollResponse::Refused { reason } => {
+                f.debug_struct("Refused").field("reason", reason).finish()
+            }
+        }
+    }
 }
 
 /// What a node gets from enrolment: its identity and the CA to trust.
@@ -381,6 +403,26 @@ mod tests {
         .unwrap();
         let err = ctl.enroll(&token, Role::Host, "node-1").await.unwrap_err();
         assert!(matches!(err, WireError::Connection(_)), "{err}");
+    }
+
+    #[test]
+    fn debug_shows_neither_tokens_nor_keys() {
+        let request = EnrollRequest {
+            token: "vtj_secret.tag".into(),
+            role: Role::Host,
+            name: "h1".into(),
+        };
+        let issued = EnrollResponse::Issued {
+            cert_pem: "CERT".into(),
+            key_pem: "PRIVATE KEY".into(),
+            ca_pem: "CA".into(),
+        };
+        let shown = format!("{request:?} {issued:?}");
+        assert!(
+            !shown.contains("vtj_secret") && !shown.contains("PRIVATE"),
+            "{shown}"
+        );
+        assert!(shown.contains("h1"), "{shown}");
     }
 
     #[test]

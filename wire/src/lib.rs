@@ -12,6 +12,7 @@
 //!   header a host writes to an app.
 //! - [`clock`] reads the wall clock for every daemon, [`command`] runs `ip`/`nft` for
 //!   hosts and edges, [`error_chain`] renders an error with its causes.
+//! - [`trust`] is the one TLS client setup of outbound HTTPS (forges, registries).
 
 pub mod backoff;
 mod ca;
@@ -29,6 +30,7 @@ mod pin;
 pub mod proxy_v2;
 mod role;
 mod token;
+pub mod trust;
 pub mod tunnel;
 
 #[cfg(test)]

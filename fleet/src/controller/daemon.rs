@@ -14,7 +14,7 @@ use std::time::Duration;
 use tracing::{info, info_span, warn, Instrument};
 use vt_control::core::{Config, Controller};
 use vt_control::store::{RedbStore, StoreError};
-use vt_control::views::SourceView;
+use vt_control::views::{SourceFailure, SourceView};
 use vt_plan::events::{kind, Event};
 use vt_wire::backoff::Backoff;
 use vt_wire::clock::now;
@@ -79,7 +79,8 @@ pub async fn run(
     };
     let controller = Controller::open(store, config)?;
     let keyring = crate::controller::delivery::load_keyring(state_dir).map_err(SetupError::from)?;
-    let source = GitSource::open(Location::parse(&settings.repo), &settings.branch, state_dir)?;
+    let source = GitSource::open(Location::parse(&settings.repo), &settings.branch, state_dir)?
+        .with_credential_helper(settings.git_credential_helper.clone());
 
     let endpoint = vt_wire::server_endpoint(
         settings.quic,
@@ -156,6 +157,7 @@ fn source_view(source: &GitSource) -> SourceView {
         branch: source.branch().to_string(),
         head: state.head.clone(),
         missing_since: state.missing_since,
+        failing: None,
     }
 }
 
@@ -226,6 +228,15 @@ async fn git_task(shared: Arc<Shared>, source: GitSource) {
             }
             Ok(Err(e)) => {
                 let message = vt_wire::error_chain(&e);
+                {
+                    let mut view = shared.source.lock().unwrap_or_else(|p| p.into_inner());
+                    let since = view.failing.as_ref().map_or_else(now, |f| f.since);
+                    view.failing = Some(SourceFailure {
+                        code: e.code(),
+                        message: message.clone(),
+                        since,
+                    });
+                }
                 if message != last_error {
                     warn!(error = %message, "cannot read the repository");
                     let mut controller = shared.lock();
@@ -233,7 +244,8 @@ async fn git_task(shared: Arc<Shared>, source: GitSource) {
                         kind::SOURCE_FAILED,
                         now(),
                         format!(
-                            "cannot read the repository, keeping the last good state: {message}"
+                            "cannot read the repository, keeping the last good state: [{}] {message}",
+                            e.code()
                         ),
                     ));
                     shared.commit(&mut controller);

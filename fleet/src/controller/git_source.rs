@@ -18,6 +18,9 @@ use vt_plan::events::{kind, Event};
 use vt_plan::releases::CommitInfo;
 use vt_plan::Millis;
 use vt_repo::{Snapshot, SourceError};
+use vt_wire::codes::ErrorCode;
+
+use super::git_fetch::{FetchFailure, GitAccess};
 
 /// How `fleet.json`'s `repo` names a working tree: `worktree:/abs/path`.
 pub const WORKTREE_PREFIX: &str = "worktree:";
@@ -51,13 +54,14 @@ pub enum GitSourceError {
         #[source]
         source: git2::Error,
     },
-    /// The remote cannot be fetched.
-    #[error("cannot fetch {url}: {message}")]
+    /// The remote cannot be fetched (unreachable, credentials refused, an
+    /// untrusted certificate or host key).
+    #[error("cannot fetch {url}: {failure}")]
     Fetch {
-        /// The remote.
+        /// The remote, credentials redacted.
         url: String,
-        /// What git said.
-        message: String,
+        /// What failed, classified.
+        failure: FetchFailure,
     },
     /// A working tree's content was asked for by an ID it no longer has.
     #[error("the working tree no longer has content {0}")]
@@ -93,7 +97,8 @@ pub enum GitSourceError {
 pub enum Location {
     /// A repository on this machine, watched for ref changes.
     Local(PathBuf),
-    /// A remote (`git://`, `file://`, a bare path), fetched on an interval.
+    /// A remote (`https://`, `ssh://`, `user@host:path`, `git://`,
+    /// `file://`), fetched on an interval.
     Remote(String),
     /// The files of a directory as they are now, uncommitted changes
     /// included, watched for changes (`vt dev`).
@@ -102,11 +107,12 @@ pub enum Location {
 
 impl Location {
     /// `worktree:PATH` is a working tree; `file://`, `git://`, `ssh://`,
-    /// `http(s)://` URLs are remote; anything else is a local path.
+    /// `http(s)://` URLs and scp-like `user@host:path` are remote; anything
+    /// else is a local path.
     pub fn parse(text: &str) -> Location {
         if let Some(path) = text.strip_prefix(WORKTREE_PREFIX) {
             Location::WorkingTree(PathBuf::from(path))
-        } else if text.contains("://") {
+        } else if text.contains("://") || super::git_fetch::scp_like(text) {
             Location::Remote(text.to_string())
         } else {
             Location::Local(PathBuf::from(text))
@@ -287,6 +293,8 @@ pub struct GitSource {
     state_file: Option<PathBuf>,
     /// `state` as last read from or written to `state_file`.
     saved: BranchState,
+    /// What a remote's fetch presents and trusts.
+    access: GitAccess,
 }
 
 impl std::fmt::Debug for GitSource {
@@ -359,7 +367,15 @@ impl GitSource {
             saved: state.clone(),
             state,
             state_file,
+            access: GitAccess::in_state_dir(state_dir, None),
         })
+    }
+
+    /// Fetches with an operator's credential helper too (`fleet.json`'s
+    /// `git_credential_helper`), besides the files of `STATE/git/`.
+    pub fn with_credential_helper(mut self, helper: Option<String>) -> GitSource {
+        self.access.credential_helper = helper;
+        self
     }
 
     /// Where it reads from.
@@ -464,7 +480,7 @@ impl GitSource {
         };
         let name = format!("refs/heads/{}", self.branch);
         if let Location::Remote(url) = &self.location {
-            fetch(repo, url, &name)?;
+            fetch(repo, &self.access, url, &name)?;
         }
         let found = match repo.find_reference(&name) {
             Ok(reference) => Some(reference.peel_to_commit()?),
@@ -535,17 +551,38 @@ impl GitSource {
 /// mirror, forced (the remote's branch is the truth, rewinds included), and
 /// pruned: a branch the remote no longer has is deleted from the mirror too
 /// (the forced refspec alone would keep the stale copy, hiding the deletion).
-/// An unreachable remote is [`GitSourceError::Fetch`].
-fn fetch(repo: &git2::Repository, url: &str, name: &str) -> Result<(), GitSourceError> {
-    let refspec = format!("+{name}:{name}");
-    let mut options = git2::FetchOptions::new();
-    options.prune(git2::FetchPrune::On);
-    repo.remote_anonymous(url)?
-        .fetch(&[refspec.as_str()], Some(&mut options), None)
-        .map_err(|e| GitSourceError::Fetch {
-            url: url.to_string(),
-            message: e.message().to_string(),
-        })
+/// An unreachable remote, or one that refuses us, is [`GitSourceError::Fetch`].
+fn fetch(
+    repo: &git2::Repository,
+    access: &GitAccess,
+    url: &str,
+    name: &str,
+) -> Result<(), GitSourceError> {
+    let found = access
+        .fetch(repo.path(), url, &format!("+{name}:{name}"))
+        .map_err(|failure| GitSourceError::Fetch {
+            url: redacted(url),
+            failure,
+        })?;
+    if !found {
+        match repo.find_reference(name) {
+            Ok(mut stale) => stale.delete()?,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+impl GitSourceError {
+    /// The stable code of this failure (`E_GIT_AUTH`, `E_GIT_TLS`,
+    /// `E_GIT_HOST_KEY` for fetches that say so; `E_GIT` otherwise).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            GitSourceError::Fetch { failure, .. } => failure.code.clone(),
+            _ => ErrorCode::Git,
+        }
+    }
 }
 
 /// Whether the branch moving from `previous` to `now` is a rewind: `now`

@@ -6,6 +6,7 @@ pub mod api;
 pub mod attach;
 pub mod daemon;
 pub mod delivery;
+pub mod git_fetch;
 pub mod git_source;
 pub mod perform;
 pub mod sessions;

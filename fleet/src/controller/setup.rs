@@ -1,7 +1,8 @@
 //! The controller's state directory: `vt fleet init` creates it, `vt fleet run`
 //! reads it. It holds the fleet CA, the join-token secret, the controller's
 //! own identity, the API token, the webhook secret, the age identities that
-//! open secrets (`age-identities.txt`), `fleet.json` (settings) and
+//! open secrets (`age-identities.txt`), what fetches of a remote repository
+//! present and trust (`git/`, see `git_fetch`), `fleet.json` (settings) and
 //! `state.redb`.
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vt_plan::addresses::{BadNetwork, Pools};
 use vt_wire::{FleetCa, Identity, Role, TokenSecret, WireError};
+
+use super::git_fetch::{GitSetup, GitSetupError};
 
 /// Settings file in the state directory.
 pub const SETTINGS_FILE: &str = "fleet.json";
@@ -54,10 +57,15 @@ pub enum SetupError {
     /// The fleet's secret keys cannot be read or written.
     #[error(transparent)]
     Keys(#[from] vt_repo::secrets::CryptoError),
+    /// What fetches of the repository need cannot be set up.
+    #[error(transparent)]
+    Git(#[from] GitSetupError),
 }
 
-/// `fleet.json`: what `vt fleet run` needs besides the keys.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `fleet.json`: what `vt fleet run` needs besides the keys. Its `Debug`
+/// shows neither the API token nor the webhook secret, nor a URL's
+/// credentials.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     /// The desired-state repository: a path (watched) or a URL (fetched).
     pub repo: String,
@@ -83,6 +91,29 @@ pub struct Settings {
     /// The IPv4 pool of the IPv4 add-on (none: endpoints get no IPv4 address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4_pool: Option<String>,
+    /// A git credential helper for an HTTPS repository (`git config
+    /// credential.helper` syntax), tried after `git/credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_credential_helper: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("repo", &super::git_source::redacted(&self.repo))
+            .field("branch", &self.branch)
+            .field("quic", &self.quic)
+            .field("http", &self.http)
+            .field("api_token", &"***")
+            .field("webhook_secret", &"***")
+            .field("fetch_interval_ms", &self.fetch_interval_ms)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .field("lost_after_ms", &self.lost_after_ms)
+            .field("endpoint_prefix", &self.endpoint_prefix)
+            .field("ipv4_pool", &self.ipv4_pool)
+            .field("git_credential_helper", &self.git_credential_helper)
+            .finish()
+    }
 }
 
 fn default_endpoint_prefix() -> String {
@@ -130,21 +161,52 @@ fn write_private(path: &Path, content: &str) -> Result<(), SetupError> {
     file.write_all(content.as_bytes()).map_err(io)
 }
 
-/// Creates a fleet in `dir`: CA, token secret, controller identity, settings.
+/// What `vt fleet init` made.
+#[derive(Debug)]
+pub struct Initialized {
+    /// `fleet.json` as written.
+    pub settings: Settings,
+    /// The public half of the SSH key fetches present (an SSH repository).
+    pub deploy_key: Option<String>,
+}
+
+/// A directory `init` made, removed again unless kept (a failed step
+/// leaves nothing behind).
+struct MadeDir(Option<PathBuf>);
+
+impl MadeDir {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for MadeDir {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Creates a fleet in `dir`: how it reaches the repository (`git/`), CA,
+/// token secret, controller identity, settings. A directory it created is
+/// removed again when a step fails.
 pub fn init(
     dir: &Path,
     repo: &str,
     branch: &str,
-    quic: SocketAddr,
-    http: SocketAddr,
-) -> Result<Settings, SetupError> {
+    (quic, http): (SocketAddr, SocketAddr),
+    git: &GitSetup,
+) -> Result<Initialized, SetupError> {
     if dir.join(SETTINGS_FILE).exists() {
         return Err(SetupError::Exists(dir.into()));
     }
+    let made = MadeDir((!dir.exists()).then(|| dir.to_path_buf()));
     std::fs::create_dir_all(dir).map_err(|source| SetupError::Io {
         path: dir.into(),
         source,
     })?;
+    let deploy_key = git.install(dir, repo)?;
     let ca = FleetCa::create(dir)?;
     TokenSecret::load_or_create(dir)?;
     ca.issue(Role::Controller, "controller", CONTROLLER_CERT_VALIDITY)?
@@ -166,9 +228,14 @@ pub fn init(
         lost_after_ms: 10_000,
         endpoint_prefix: default_endpoint_prefix(),
         ipv4_pool: None,
+        git_credential_helper: None,
     };
     write_private(&dir.join(SETTINGS_FILE), &settings_json(dir, &settings)?)?;
-    Ok(settings)
+    made.keep();
+    Ok(Initialized {
+        settings,
+        deploy_key,
+    })
 }
 
 fn settings_json(dir: &Path, settings: &Settings) -> Result<String, SetupError> {
@@ -233,12 +300,19 @@ pub fn load_keys(dir: &Path) -> Result<Keys, SetupError> {
 mod tests {
     use super::*;
 
+    /// The settings of a new fleet in `dir` (a working tree, any ports).
+    fn fresh(dir: &Path) -> Settings {
+        let any = "127.0.0.1:0".parse().expect("addr");
+        init(dir, "worktree:/x", "main", (any, any), &GitSetup::default())
+            .expect("init")
+            .settings
+    }
+
     #[test]
     fn saved_settings_replace_the_file_and_stay_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let any = "127.0.0.1:0".parse().expect("addr");
-        let mut settings = init(dir.path(), "worktree:/x", "main", any, any).expect("init");
+        let mut settings = fresh(dir.path());
         settings.endpoint_prefix = "fd76:7400:de:1::/64".into();
         save_settings(dir.path(), &settings).expect("save");
         assert_eq!(load_settings(dir.path()).expect("load"), settings);
@@ -247,5 +321,17 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = fresh(dir.path());
+        settings.repo = "https://ci:hunter2@git.example/r.git".into();
+        let shown = format!("{settings:?}");
+        for secret in [&settings.api_token, &settings.webhook_secret, "hunter2"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("git.example"), "{shown}");
     }
 }

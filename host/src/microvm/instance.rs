@@ -36,6 +36,11 @@ pub struct Context {
     pub orgs: Mutex<std::collections::BTreeSet<[u16; 3]>>,
 }
 
+/// Log lines an instance keeps for the controller while they cannot be
+/// shipped (the controller unreachable); beyond twice this many the oldest
+/// go, down to this many (the instance's log file on the host keeps all).
+pub const LOG_BUFFER_LINES: usize = 10_000;
+
 /// An instance's progress, read by the runtime.
 #[derive(Debug, Clone)]
 pub struct Status {
@@ -43,8 +48,10 @@ pub struct Status {
     pub phase: Phase,
     /// What it is doing or why it failed.
     pub detail: Option<String>,
-    /// Log lines not yet shipped.
+    /// Log lines not yet shipped (see [`Status::push_log`]).
     pub logs: Vec<LogLine>,
+    /// Lines dropped from `logs` since it was last shipped.
+    pub logs_dropped: u64,
     /// The guest's address.
     pub address: Option<Ipv6Addr>,
     /// Times the VM was restarted after the app ended.
@@ -53,6 +60,33 @@ pub struct Status {
     pub volumes: Vec<PathBuf>,
     /// The image's manifest digest, once pulled.
     pub image: Option<String>,
+}
+
+impl Status {
+    /// A status at `phase`, nothing else known yet.
+    pub fn new(phase: Phase, detail: Option<String>) -> Status {
+        Status {
+            phase,
+            detail,
+            logs: Vec::new(),
+            logs_dropped: 0,
+            address: None,
+            restarts: 0,
+            volumes: Vec::new(),
+            image: None,
+        }
+    }
+
+    /// Buffers a log line for the controller, keeping the buffer bounded
+    /// ([`LOG_BUFFER_LINES`]).
+    pub fn push_log(&mut self, line: LogLine) {
+        self.logs.push(line);
+        if self.logs.len() >= 2 * LOG_BUFFER_LINES {
+            let excess = self.logs.len() - LOG_BUFFER_LINES;
+            self.logs.drain(..excess);
+            self.logs_dropped += excess as u64;
+        }
+    }
 }
 
 /// A command to run in the instance, and where its events go.
@@ -74,4 +108,32 @@ pub(crate) fn set(status: &Mutex<Status>, phase: Phase, detail: Option<String>) 
     }
     s.phase = phase;
     s.detail = detail;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_buffer_is_bounded_and_counts_what_it_dropped() {
+        let mut status = Status::new(Phase::Healthy, None);
+        let total = 5 * LOG_BUFFER_LINES;
+        for n in 0..total {
+            status.push_log(LogLine {
+                instance: "i-1".into(),
+                name: "web-1".into(),
+                stream: vt_init::protocol::Stream::Stdout,
+                time: n as u64,
+                line: n.to_string(),
+            });
+            assert!(status.logs.len() < 2 * LOG_BUFFER_LINES);
+        }
+        assert_eq!(status.logs_dropped as usize + status.logs.len(), total);
+        let last = status.logs.last().map(|l| l.line.clone());
+        assert_eq!(
+            last,
+            Some((total - 1).to_string()),
+            "the newest lines are kept"
+        );
+    }
 }

@@ -243,7 +243,15 @@ impl Runtime for MicrovmRuntime {
             .instances
             .values()
             .flat_map(|h| {
-                std::mem::take(&mut h.status.lock().unwrap_or_else(|p| p.into_inner()).logs)
+                let mut status = h.status.lock().unwrap_or_else(|p| p.into_inner());
+                if status.logs_dropped > 0 {
+                    tracing::warn!(
+                        dropped = status.logs_dropped,
+                        "log lines dropped while they could not be shipped (the host's log file has them)"
+                    );
+                    status.logs_dropped = 0;
+                }
+                std::mem::take(&mut status.logs)
             })
             .collect();
         lines.sort_by_key(|l| l.time);

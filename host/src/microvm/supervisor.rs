@@ -65,15 +65,10 @@ impl Handle {
 
 /// Starts supervising an assignment.
 pub fn spawn(ctx: Arc<Context>, assignment: Assignment) -> Handle {
-    let status = Arc::new(Mutex::new(Status {
-        phase: Phase::Starting,
-        detail: Some("preparing".into()),
-        logs: Vec::new(),
-        address: None,
-        restarts: 0,
-        volumes: Vec::new(),
-        image: None,
-    }));
+    let status = Arc::new(Mutex::new(Status::new(
+        Phase::Starting,
+        Some("preparing".into()),
+    )));
     let (stop, stop_rx) = watch::channel(false);
     let (jobs, jobs_rx) = mpsc::unbounded_channel();
     let (secrets, secrets_rx) = watch::channel(assignment.secrets.clone());

@@ -387,7 +387,7 @@ impl Shell<'_> {
             Err(e) => warn!(error = %e, "cannot write the instance's log file"),
         }
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        s.logs.push(LogLine {
+        s.push_log(LogLine {
             instance: self.instance.id.clone(),
             name: self.instance.name.clone(),
             stream,

@@ -25,27 +25,28 @@ pub struct FleetDir {
 impl FleetDir {
     /// `vt fleet init SOURCE --state-dir <sandbox>/NAME` with both listeners on 127.0.0.1:0.
     pub fn init(sb: &Sandbox, name: &str, source: &str) -> FleetDir {
+        FleetDir::init_with(sb, name, source, &[]).0
+    }
+
+    /// [`FleetDir::init`] with more arguments (`--git-*`), and what it printed.
+    pub fn init_with(sb: &Sandbox, name: &str, source: &str, more: &[&str]) -> (FleetDir, Value) {
         let dir = sb.path().join(name);
         let dir_arg = dir.display().to_string();
-        let out = sb
-            .env()
-            .vt(
-                sb.path(),
-                &[
-                    "fleet",
-                    "init",
-                    source,
-                    "--state-dir",
-                    &dir_arg,
-                    "--quic",
-                    "127.0.0.1:0",
-                    "--http",
-                    "127.0.0.1:0",
-                    "-o",
-                    "json",
-                ],
-            )
-            .ok();
+        let mut args = vec![
+            "fleet",
+            "init",
+            source,
+            "--state-dir",
+            &dir_arg,
+            "--quic",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "-o",
+            "json",
+        ];
+        args.extend(more);
+        let out = sb.env().vt(sb.path(), &args).ok();
         let fleet = FleetDir {
             env: sb.env().clone(),
             dir,
@@ -55,7 +56,7 @@ impl FleetDir {
             fleet.settings()["api_token"],
             "`vt fleet init` prints the API token of fleet.json"
         );
-        fleet
+        (fleet, out.json())
     }
 
     /// The state directory.

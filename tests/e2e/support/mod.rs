@@ -10,6 +10,7 @@ pub mod microvm;
 pub mod netns;
 pub mod process;
 pub mod repo;
+pub mod servers;
 pub mod status;
 
 use process::Proc;

@@ -1,12 +1,13 @@
 //! `vt fleet init|run|token create` and `vt host run`: the daemons' entry points.
 
-use crate::cli::{AccelChoice, Global, HostRuntime, JoinRole};
+use crate::cli::{AccelChoice, GitAccessArgs, Global, HostRuntime, JoinRole};
 use crate::error::{chain, CliError, ErrorCode, Exit};
 use crate::output;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
+use vt_fleet::controller::git_fetch::GitSetup;
 use vt_fleet::controller::{daemon, setup};
 use vt_host::agent::{self, AgentOptions};
 use vt_host::image::{Auth, ImageStore};
@@ -86,6 +87,33 @@ struct Initialized {
     recipient: String,
     /// Whether it was written into the repository's vt.yaml.
     vt_yaml_updated: bool,
+    /// The public half of the SSH key fetches present (an SSH repository):
+    /// add it to the repository's deploy keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deploy_key: Option<String>,
+}
+
+/// What `--git-*` names, read: the token file's content, not its path.
+fn git_setup(args: &GitAccessArgs) -> Result<GitSetup, CliError> {
+    let token = match &args.git_token_file {
+        Some(file) => {
+            let token = std::fs::read_to_string(file).map_err(|e| {
+                CliError::new(
+                    Exit::Failure,
+                    ErrorCode::Io,
+                    format!("cannot read the token file {}: {e}", file.display()),
+                )
+            })?;
+            Some((args.git_username.clone(), token.trim().to_string()))
+        }
+        None => None,
+    };
+    Ok(GitSetup {
+        ca: args.git_ca.clone(),
+        token,
+        ssh_key: args.git_ssh_key.clone(),
+        known_hosts: args.git_known_hosts.clone(),
+    })
 }
 
 /// `vt fleet init`.
@@ -94,10 +122,12 @@ pub fn init(
     state_dir: &Path,
     repo: &str,
     branch: &str,
-    quic: SocketAddr,
-    http: SocketAddr,
+    addresses: (SocketAddr, SocketAddr),
+    git: &GitAccessArgs,
 ) -> Result<(), CliError> {
-    let settings = setup::init(state_dir, repo, branch, quic, http).map_err(setup_error)?;
+    let made =
+        setup::init(state_dir, repo, branch, addresses, &git_setup(git)?).map_err(setup_error)?;
+    let settings = made.settings;
     let (recipient, vt_yaml_updated) =
         crate::commands::secrets::publish_recipient(state_dir, &settings.repo)?;
     let done = Initialized {
@@ -109,6 +139,7 @@ pub fn init(
         token: settings.api_token.clone(),
         recipient,
         vt_yaml_updated,
+        deploy_key: made.deploy_key,
     };
     output::print(global.output, &done, |s| {
         let secrets = if done.vt_yaml_updated {
@@ -118,6 +149,10 @@ pub fn init(
             )
         } else {
             format!("secrets:         encrypted to {} (add it to vt.yaml as `secrets: {{recipients: [{}]}}`)\n", done.recipient, done.recipient)
+        };
+        let secrets = match &done.deploy_key {
+            Some(key) => format!("{secrets}deploy key:      {key}\n                 (add it to the repository's deploy keys, read-only)\n"),
+            None => secrets,
         };
         format!(
             "{} fleet in {} tracking {} ({})\nstart it:        vt fleet run --state-dir {}\njoin a host:     vt fleet token create --role host --state-dir {}\nuse the CLI:     export VT_CONTROLLER={} VT_TOKEN={}\n{secrets}",

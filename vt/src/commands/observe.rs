@@ -92,6 +92,15 @@ fn source_text(source: &SourceView, s: Style) -> String {
         out.push_str(&format!(" ({})", about.join(" ")));
     }
     out.push('\n');
+    if let Some(failing) = &source.failing {
+        out.push_str(&format!(
+            "{} cannot read the repository since {} (the last good commit keeps running): error[{}] {}\n",
+            s.red("warning:"),
+            format_time(failing.since),
+            failing.code,
+            failing.message
+        ));
+    }
     if let Some(since) = source.missing_since {
         out.push_str(&format!(
             "{} branch {} is missing since {}: nothing deploys until it returns (the last good \

@@ -208,6 +208,7 @@ fn forge_of(
         url: args.forge_url.as_deref(),
         repo: args.forge_repo.as_deref(),
         token: args.forge_token.as_deref(),
+        ca: args.forge_ca.as_deref(),
     };
     Ok(Some(Forge::new(
         settings,

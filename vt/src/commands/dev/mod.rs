@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use topology::DevHost;
 use view::{say, Timing};
 use vt_control::views::HostView;
+use vt_fleet::controller::git_fetch::GitSetup;
 use vt_fleet::controller::git_source::WORKTREE_PREFIX;
 use vt_fleet::controller::setup::{self, Settings, SetupError};
 use vt_host::image::local_registry::LocalRegistry;
@@ -244,8 +245,10 @@ fn fleet_settings(dev: &DevDir, root: &Path) -> Result<Settings, CliError> {
         Ok(settings) => (settings, false),
         Err(SetupError::NoFleet(_)) => {
             let any = |proto| ports::any_free(proto).map_err(io_error("no free port"));
-            let mut settings = setup::init(&dir, &repo, "main", any(Proto::Udp)?, any(Proto::Tcp)?)
-                .map_err(setup_error)?;
+            let addresses = (any(Proto::Udp)?, any(Proto::Tcp)?);
+            let mut settings = setup::init(&dir, &repo, "main", addresses, &GitSetup::default())
+                .map_err(setup_error)?
+                .settings;
             settings.endpoint_prefix = dev_prefix(root);
             settings.poll_interval_ms = 2_000;
             (settings, true)
