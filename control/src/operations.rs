@@ -28,6 +28,21 @@ pub enum Operation {
     },
     /// Find where a command runs (`POST /v1/exec`, `GET /v1/exec/attach`).
     RouteExec(ExecTarget),
+    /// Refuse a host's or an edge's sessions from now on
+    /// (`POST /v1/{hosts,edges}/NAME/revoke`).
+    RevokeNode(NodeRef),
+    /// Forget a host's or an edge's enrolment, so the name may join again
+    /// (`DELETE /v1/{hosts,edges}/NAME`).
+    RemoveNode(NodeRef),
+}
+
+/// A host or an edge, by role and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRef {
+    /// Host or edge.
+    pub role: vt_wire::Role,
+    /// Its name.
+    pub name: String,
 }
 
 /// Which instance an exec names: `instance`, else a running one of the
@@ -51,6 +66,14 @@ pub enum Decision {
     DestroyVolume(VolumeDestroy),
     /// Run the exec in this instance on this host.
     RouteExec(ExecRoute),
+    /// End the node's open session, then call [`Controller::revoke_node`]
+    /// or [`Controller::remove_node`] (`remove`).
+    EndSessions {
+        /// The node.
+        node: NodeRef,
+        /// Whether its enrolment is forgotten (else it is revoked).
+        remove: bool,
+    },
 }
 
 /// A volume deletion the controller agreed to.
@@ -94,13 +117,18 @@ pub enum OperationError {
         /// What the request named.
         what: String,
     },
+    /// No host or edge of that name is enrolled.
+    #[error(transparent)]
+    NoNode(#[from] crate::core::NoSuchNode),
 }
 
 impl OperationError {
     /// The stable code the API answers.
     pub fn code(&self) -> ErrorCode {
         match self {
-            OperationError::NoVolume(_) | OperationError::NoInstance { .. } => ErrorCode::NotFound,
+            OperationError::NoVolume(_)
+            | OperationError::NoInstance { .. }
+            | OperationError::NoNode(_) => ErrorCode::NotFound,
             OperationError::Attached { .. } => ErrorCode::Attached,
         }
     }
@@ -112,6 +140,9 @@ impl OperationError {
                 Some("stop the instance first (remove the volume or the env from the repository)")
             }
             OperationError::NoVolume(_) | OperationError::NoInstance { .. } => None,
+            OperationError::NoNode(_) => {
+                Some("`vt hosts` lists the hosts, `vt events --kind node.` their enrolments")
+            }
         }
     }
 }
@@ -122,6 +153,13 @@ impl Controller {
         match operation {
             Operation::DestroyVolume { id } => self.destroy_volume(id).map(Decision::DestroyVolume),
             Operation::RouteExec(target) => self.route_exec(target).map(Decision::RouteExec),
+            Operation::RevokeNode(node) | Operation::RemoveNode(node) => {
+                self.node_record(node.role, &node.name)?;
+                Ok(Decision::EndSessions {
+                    node: node.clone(),
+                    remove: matches!(operation, Operation::RemoveNode(_)),
+                })
+            }
         }
     }
 

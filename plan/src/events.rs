@@ -73,6 +73,14 @@ pub mod kind {
     pub const EDGE_DISCONNECTED: &str = "edge.disconnected";
     /// A place's instances failed before becoming healthy: it backs off.
     pub const INSTANCE_BACKOFF: &str = "instance.backoff";
+    /// A host or an edge enrolled with a join token.
+    pub const NODE_ENROLLED: &str = "node.enrolled";
+    /// A join was refused (a token used before, a name enrolled already).
+    pub const NODE_REFUSED: &str = "node.refused";
+    /// An operator revoked a host or an edge: its sessions are refused.
+    pub const NODE_REVOKED: &str = "node.revoked";
+    /// An operator removed a host's or an edge's enrolment: the name may join again.
+    pub const NODE_REMOVED: &str = "node.removed";
 }
 
 /// Repeats of an event within this long of its last occurrence are counted

@@ -18,6 +18,7 @@ mod git_history;
 mod git_remote;
 mod host_loss;
 mod isolation;
+mod joins;
 mod microvm;
 mod rejected;
 mod releases;

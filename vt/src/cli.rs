@@ -250,8 +250,21 @@ pub enum Command {
     /// Volumes: list, describe, destroy (never implicitly).
     #[command(subcommand)]
     Volumes(VolumesCommand),
-    /// The fleet's hosts with capacity and what is reserved.
+    /// The fleet's hosts with capacity and what is reserved; `revoke` or
+    /// `remove` one.
     Hosts {
+        /// Revoke or remove a host (none: list them).
+        #[command(subcommand)]
+        action: Option<NodeAction>,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Revoke or remove an edge.
+    Edges {
+        /// What to do.
+        #[command(subcommand)]
+        action: NodeAction,
         /// The controller.
         #[command(flatten)]
         api: Api,
@@ -381,6 +394,21 @@ pub struct GitAccessArgs {
     pub git_known_hosts: Option<PathBuf>,
 }
 
+/// `vt hosts|edges revoke|remove NAME`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum NodeAction {
+    /// End its session now and refuse it from then on (a lost or retired machine).
+    Revoke {
+        /// Its name.
+        name: String,
+    },
+    /// Forget its enrolment: its certificate is refused, and the name can join again.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+}
+
 /// `vt fleet ...`
 #[derive(Debug, Subcommand)]
 pub enum FleetCommand {
@@ -440,6 +468,13 @@ pub enum TokenCommand {
         /// How long the token is valid.
         #[arg(long, default_value = "24h")]
         ttl: String,
+        /// Bind the token to this node name: no other name can join with it.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// The controller's QUIC address as nodes reach it, carried in the token
+        /// (default: fleet.json's `quic`, unless it is a wildcard or port 0).
+        #[arg(long, value_name = "ADDR")]
+        controller: Option<std::net::SocketAddr>,
         /// State directory.
         #[arg(long, env = "VT_STATE_DIR", default_value = "/var/lib/vt/fleet")]
         state_dir: PathBuf,
@@ -459,15 +494,15 @@ pub enum HostCommand {
     },
     /// Run the host agent.
     Run {
-        /// The controller's QUIC address.
-        #[arg(long, env = "VT_CONTROLLER_QUIC", default_value = "127.0.0.1:7443")]
-        controller: std::net::SocketAddr,
+        /// The controller's QUIC address (default: the join token's, else 127.0.0.1:7443).
+        #[arg(long, env = "VT_CONTROLLER_QUIC")]
+        controller: Option<std::net::SocketAddr>,
         /// Join token (needed the first time).
         #[arg(long, env = "VT_JOIN_TOKEN", hide_env_values = true)]
         token: Option<String>,
-        /// Host name (a DNS label).
+        /// Host name (a DNS label; default: the name the join token is bound to).
         #[arg(long)]
-        name: String,
+        name: Option<String>,
         /// Region.
         #[arg(long, default_value = "local")]
         region: String,
@@ -505,15 +540,15 @@ pub enum HostCommand {
 pub enum EdgeCommand {
     /// Run an edge node.
     Run {
-        /// The controller's QUIC address.
-        #[arg(long, env = "VT_CONTROLLER_QUIC", default_value = "127.0.0.1:7443")]
-        controller: std::net::SocketAddr,
+        /// The controller's QUIC address (default: the join token's, else 127.0.0.1:7443).
+        #[arg(long, env = "VT_CONTROLLER_QUIC")]
+        controller: Option<std::net::SocketAddr>,
         /// Join token (needed the first time).
         #[arg(long, env = "VT_JOIN_TOKEN", hide_env_values = true)]
         token: Option<String>,
-        /// Edge name (a DNS label).
+        /// Edge name (a DNS label; default: the name the join token is bound to).
         #[arg(long)]
-        name: String,
+        name: Option<String>,
         /// State directory (certificate).
         #[arg(long, env = "VT_STATE_DIR", default_value = "/var/lib/vt/edge")]
         state_dir: PathBuf,

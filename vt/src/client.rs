@@ -36,6 +36,17 @@ fn config_path() -> Option<PathBuf> {
     Some(base.join("vt").join("config.json"))
 }
 
+/// A JSON answer, decoded.
+fn decode<T: DeserializeOwned>(response: ureq::Response) -> Result<T, CliError> {
+    response.into_json().map_err(|e| {
+        CliError::new(
+            Exit::Failure,
+            ErrorCode::Controller,
+            format!("the controller's answer is not valid: {e}"),
+        )
+    })
+}
+
 impl Client {
     /// From `--controller`/`--token` (which clap also fills from `VT_CONTROLLER`
     /// and `VT_TOKEN`), falling back to the config file.
@@ -78,13 +89,14 @@ impl Client {
     ) -> Result<T, CliError> {
         let req = ureq::post(&format!("{}{path}", self.base))
             .set("authorization", &format!("Bearer {}", self.token));
-        self.answer(req.send_json(body))?.into_json().map_err(|e| {
-            CliError::new(
-                Exit::Failure,
-                ErrorCode::Controller,
-                format!("the controller's answer is not valid: {e}"),
-            )
-        })
+        decode(self.answer(req.send_json(body))?)
+    }
+
+    /// Sends `DELETE path` and decodes the JSON answer.
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        let req = ureq::delete(&format!("{}{path}", self.base))
+            .set("authorization", &format!("Bearer {}", self.token));
+        decode(self.answer(req.call())?)
     }
 
     fn answer(
@@ -160,13 +172,7 @@ impl Client {
         path: &str,
         query: &[(&str, Option<String>)],
     ) -> Result<T, CliError> {
-        self.request(path, query)?.into_json().map_err(|e| {
-            CliError::new(
-                Exit::Failure,
-                ErrorCode::Controller,
-                format!("the controller's answer is not valid: {e}"),
-            )
-        })
+        decode(self.request(path, query)?)
     }
 
     /// GETs a server-sent-events stream and calls `each` with every event's data.

@@ -99,7 +99,9 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             role,
             ttl,
             state_dir,
-        })) => fleet::token(g, state_dir, *role, ttl),
+            name,
+            controller,
+        })) => fleet::token(g, state_dir, (*role, ttl), name.as_deref(), *controller),
         Command::Host(HostCommand::Run {
             controller,
             token,
@@ -114,14 +116,16 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             tunnel,
             drain_timeout,
         }) => {
-            let registration = commands::fleet::registration(name, region, cpu, memory, *tunnel)?;
+            let (controller, name) =
+                fleet::node_target(*controller, name.as_deref(), token.as_deref())?;
+            let registration = commands::fleet::registration(&name, region, cpu, memory, *tunnel)?;
             let choice = fleet::RuntimeChoice {
                 name: *runtime,
                 accel: *accel,
                 sim_boot,
                 drain_timeout,
             };
-            fleet::host(*controller, token.clone(), registration, state_dir, choice)
+            fleet::host(controller, token.clone(), registration, state_dir, choice)
         }
         Command::Host(HostCommand::Doctor { state_dir }) => fleet::doctor(g, state_dir),
         Command::Status { app, env, api } => {
@@ -186,20 +190,31 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Volumes(VolumesCommand::Destroy { id, yes, api }) => {
             commands::volumes::destroy(g, &api_client(api)?, id, *yes)
         }
-        Command::Hosts { api } => observe::hosts(g, &api_client(api)?),
+        Command::Hosts { action: None, api } => observe::hosts(g, &api_client(api)?),
+        Command::Hosts {
+            action: Some(action),
+            api,
+        } => observe::change_node(g, &api_client(api)?, "hosts", action),
+        Command::Edges { action, api } => {
+            observe::change_node(g, &api_client(api)?, "edges", action)
+        }
         Command::Edge(EdgeCommand::Run {
             controller,
             token,
             name,
             state_dir,
             assign_to,
-        }) => commands::endpoints::run_edge(
-            *controller,
-            token.clone(),
-            name,
-            state_dir,
-            assign_to.clone(),
-        ),
+        }) => {
+            let (controller, name) =
+                fleet::node_target(*controller, name.as_deref(), token.as_deref())?;
+            commands::endpoints::run_edge(
+                controller,
+                token.clone(),
+                &name,
+                state_dir,
+                assign_to.clone(),
+            )
+        }
         Command::Endpoints(EndpointsCommand::List { app, env, api }) => {
             commands::endpoints::list(g, &api_client(api)?, app.clone(), env.clone())
         }

@@ -26,7 +26,7 @@ use super::error::WireError;
 use super::frame;
 use super::pin::PinnedCa;
 use super::role::{PeerId, Role, CONTROLLER_SERVER_NAME};
-use super::token::{Token, TokenSecret};
+use super::token::{Binding, Claims, Token, TokenSecret};
 
 /// How long an enrolment may take, on either side, from connecting to the answer.
 pub const ENROL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,6 +105,26 @@ impl Enrolment {
     }
 }
 
+/// A certificate the enroller made for a verified join token.
+#[derive(Debug)]
+pub struct Issued {
+    /// The node's new identity.
+    pub identity: Identity,
+    /// The token's claims (its nonce, bound name, expiry).
+    pub claims: Claims,
+    /// When the certificate expires.
+    pub expires: SystemTime,
+}
+
+/// What the controller checks and records before a verified join gets its
+/// certificate: that the token was not used before and that the name is not
+/// enrolled already (the controller's records, which the wire does not keep).
+pub trait JoinGate: Send + Sync {
+    /// Admits `request` with what was `issued` for it, recording both; or
+    /// says why not, as a sentence for the node.
+    fn admit(&self, request: &EnrollRequest, issued: &Issued) -> Result<(), String>;
+}
+
 /// The controller's side of enrolment: verifies join tokens and issues certificates.
 #[derive(Debug)]
 pub struct Enroller {
@@ -129,24 +149,59 @@ impl Enroller {
         &self.ca
     }
 
-    /// Mints a join token for `role` that pins this fleet's CA and expires `ttl` after
-    /// `now` (what `vt fleet token create` calls).
-    pub fn mint(&self, role: Role, ttl: Duration, now: SystemTime) -> Result<Token, WireError> {
-        Token::mint(role, ttl, now, self.ca.cert().fingerprint(), &self.secret)
+    /// Mints a join token for `role` that pins this fleet's CA, expires `ttl` after
+    /// `now` and carries `binding` (what `vt fleet token create` calls).
+    pub fn mint(
+        &self,
+        role: Role,
+        ttl: Duration,
+        now: SystemTime,
+        binding: &Binding,
+    ) -> Result<Token, WireError> {
+        Token::mint(
+            role,
+            ttl,
+            now,
+            self.ca.cert().fingerprint(),
+            binding,
+            &self.secret,
+        )
     }
 
-    /// Decides a request at `now`: verifies the token and issues the certificate.
-    pub fn answer(&self, req: &EnrollRequest, now: SystemTime) -> Result<Identity, WireError> {
-        Token::parse(&req.token)?.verify(&self.secret, req.role, now)?;
-        self.ca
-            .issue_between(req.role, &req.name, now - CLOCK_SKEW, now + self.validity)
+    /// Decides a request at `now`: verifies the token (and the name it is
+    /// bound to) and issues the certificate; returns it with the token's
+    /// claims and the certificate's expiry. Whether the token was used before
+    /// is the [`JoinGate`]'s to say.
+    pub fn answer(&self, req: &EnrollRequest, now: SystemTime) -> Result<Issued, WireError> {
+        let token = Token::parse(&req.token)?;
+        token.verify(&self.secret, req.role, now)?;
+        if let Some(bound) = token.claims().name.as_deref().filter(|b| *b != req.name) {
+            return Err(WireError::TokenBoundToName {
+                bound: bound.to_string(),
+                asked: req.name.clone(),
+            });
+        }
+        let expires = now + self.validity;
+        let identity = self
+            .ca
+            .issue_between(req.role, &req.name, now - CLOCK_SKEW, expires)?;
+        Ok(Issued {
+            identity,
+            claims: token.claims().clone(),
+            expires,
+        })
     }
 
     /// Serves one enrolment on a connection from a node without a certificate: reads
-    /// its request, answers it, waits until the answer is delivered and closes the
-    /// connection. Returns who was enrolled, or why not (the node was told too).
-    pub async fn serve(&self, conn: &quinn::Connection) -> Result<PeerId, WireError> {
-        let outcome = tokio::time::timeout(ENROL_TIMEOUT, self.serve_inner(conn))
+    /// its request, answers it, lets `gate` admit and record it, waits until the
+    /// answer is delivered and closes the connection. Returns who was enrolled, or
+    /// why not (the node was told too).
+    pub async fn serve(
+        &self,
+        conn: &quinn::Connection,
+        gate: &dyn JoinGate,
+    ) -> Result<PeerId, WireError> {
+        let outcome = tokio::time::timeout(ENROL_TIMEOUT, self.serve_inner(conn, gate))
             .await
             .unwrap_or(Err(WireError::Timeout {
                 what: "serving an enrolment",
@@ -161,10 +216,18 @@ impl Enroller {
         outcome
     }
 
-    async fn serve_inner(&self, conn: &quinn::Connection) -> Result<PeerId, WireError> {
+    async fn serve_inner(
+        &self,
+        conn: &quinn::Connection,
+        gate: &dyn JoinGate,
+    ) -> Result<PeerId, WireError> {
         let (mut tx, mut rx) = conn.accept_bi().await?;
         let req: EnrollRequest = frame::recv(&mut rx).await?.ok_or(WireError::NoMessage)?;
-        let (resp, outcome) = match self.answer(&req, SystemTime::now()) {
+        let admitted = self.answer(&req, SystemTime::now()).and_then(|issued| {
+            gate.admit(&req, &issued).map_err(WireError::JoinRefused)?;
+            Ok(issued.identity)
+        });
+        let (resp, outcome) = match admitted {
             Ok(identity) => (
                 EnrollResponse::Issued {
                     cert_pem: identity.cert_pem().to_owned(),
@@ -270,6 +333,20 @@ mod tests {
         _endpoint: quinn::Endpoint,
     }
 
+    /// A gate admitting each token (by nonce) once, as the controller's does.
+    struct Once(std::sync::Mutex<std::collections::BTreeSet<String>>);
+
+    impl JoinGate for Once {
+        fn admit(&self, _: &EnrollRequest, issued: &Issued) -> Result<(), String> {
+            let fresh = self.0.lock().unwrap().insert(issued.claims.nonce.clone());
+            fresh
+                .then_some(())
+                .ok_or_else(|| "this join token was used already".to_string())
+        }
+    }
+
+    static ONCE: Once = Once(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+
     impl Controller {
         fn start(ip: IpAddr) -> Controller {
             let fleet = Fleet::new();
@@ -284,7 +361,7 @@ mod tests {
                         let Ok(conn) = incoming.await else { return };
                         match peer_of(&conn).unwrap() {
                             None => {
-                                let _ = enroller.serve(&conn).await;
+                                let _ = enroller.serve(&conn, &ONCE).await;
                             }
                             Some(peer) => {
                                 let (mut tx, mut rx) = conn.accept_bi().await.unwrap();
@@ -318,7 +395,7 @@ mod tests {
         let ctl = Controller::start(ip);
         let token = ctl
             .enroller
-            .mint(Role::Host, HOUR, SystemTime::now())
+            .mint(Role::Host, HOUR, SystemTime::now(), &Binding::default())
             .unwrap();
         let enrolment = ctl.enroll(&token, Role::Host, "node-1").await.unwrap();
         let state = ctl.fleet.dir.path().join("node-1");
@@ -354,7 +431,10 @@ mod tests {
         let now = SystemTime::now();
         let refusal = |result: Result<Enrolment, WireError>| result.unwrap_err().to_string();
 
-        let expired = ctl.enroller.mint(Role::Host, HOUR, now - 2 * HOUR).unwrap();
+        let expired = ctl
+            .enroller
+            .mint(Role::Host, HOUR, now - 2 * HOUR, &Binding::default())
+            .unwrap();
         let err = refusal(ctl.enroll(&expired, Role::Host, "node-1").await);
         assert!(
             err.starts_with(
@@ -365,7 +445,15 @@ mod tests {
 
         let fingerprint = ctl.fleet.ca.cert().fingerprint();
         let forger = TokenSecret::generate().unwrap();
-        let forged = Token::mint(Role::Host, HOUR, now, fingerprint, &forger).unwrap();
+        let forged = Token::mint(
+            Role::Host,
+            HOUR,
+            now,
+            fingerprint,
+            &Binding::default(),
+            &forger,
+        )
+        .unwrap();
         let err = refusal(ctl.enroll(&forged, Role::Host, "node-1").await);
         assert_eq!(
             err,
@@ -373,7 +461,10 @@ mod tests {
              it was altered, forged or minted by another controller"
         );
 
-        let edge = ctl.enroller.mint(Role::Edge, HOUR, now).unwrap();
+        let edge = ctl
+            .enroller
+            .mint(Role::Edge, HOUR, now, &Binding::default())
+            .unwrap();
         let err = refusal(ctl.enroll(&edge, Role::Host, "node-1").await);
         assert_eq!(
             err,
@@ -398,11 +489,40 @@ mod tests {
             HOUR,
             SystemTime::now(),
             Fingerprint([1; 32]),
+            &Binding::default(),
             &secret,
         )
         .unwrap();
         let err = ctl.enroll(&token, Role::Host, "node-1").await.unwrap_err();
         assert!(matches!(err, WireError::Connection(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_gate_refuses_a_second_use_and_a_bound_token_fits_one_name() {
+        let ctl = Controller::start(V4);
+        let refusal = |result: Result<Enrolment, WireError>| result.unwrap_err().to_string();
+        let now = SystemTime::now();
+        let token = ctl
+            .enroller
+            .mint(Role::Host, HOUR, now, &Binding::default())
+            .unwrap();
+        ctl.enroll(&token, Role::Host, "node-a").await.unwrap();
+        let err = refusal(ctl.enroll(&token, Role::Host, "node-b").await);
+        assert_eq!(
+            err,
+            "the controller refused the enrolment: this join token was used already"
+        );
+        let bound = Binding {
+            name: Some("node-c".into()),
+            controller: None,
+        };
+        let token = ctl.enroller.mint(Role::Host, HOUR, now, &bound).unwrap();
+        let err = refusal(ctl.enroll(&token, Role::Host, "node-d").await);
+        assert_eq!(
+            err,
+            "the controller refused the enrolment: the join token is for a node named node-c, not node-d"
+        );
+        ctl.enroll(&token, Role::Host, "node-c").await.unwrap();
     }
 
     #[test]
@@ -431,7 +551,9 @@ mod tests {
         let ca = FleetCa::load(&fleet.dir.path().join("controller")).unwrap();
         let enroller = Enroller::new(ca, TokenSecret::generate().unwrap(), HOUR);
         let now = SystemTime::now();
-        let token = enroller.mint(Role::Host, HOUR, now).unwrap();
+        let token = enroller
+            .mint(Role::Host, HOUR, now, &Binding::default())
+            .unwrap();
         let req = EnrollRequest {
             token: token.as_str().to_owned(),
             role: Role::Host,

@@ -125,6 +125,18 @@ pub enum WireError {
     /// A join token's tag does not match its claims under this controller's secret.
     #[error("the join token's signature does not match: it was altered, forged or minted by another controller")]
     TokenForged,
+    /// A join token bound to one name was presented for another.
+    #[error("the join token is for a node named {bound}, not {asked}")]
+    TokenBoundToName {
+        /// The name the token is bound to.
+        bound: String,
+        /// The name asked for.
+        asked: String,
+    },
+    /// The controller refused a verified join (a token used before, a name
+    /// enrolled already).
+    #[error("{0}")]
+    JoinRefused(String),
     /// A join token has expired.
     #[error("the join token expired at unix time {expired_at}")]
     TokenExpired {

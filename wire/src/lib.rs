@@ -56,10 +56,10 @@ pub use endpoint::{
     MAX_STREAMS,
 };
 pub use enroll::{
-    enroll, node_identity, EnrollRequest, EnrollResponse, Enroller, Enrolment, NodeError,
-    ENROL_TIMEOUT,
+    enroll, node_identity, EnrollRequest, EnrollResponse, Enroller, Enrolment, Issued, JoinGate,
+    NodeError, ENROL_TIMEOUT,
 };
 pub use error::WireError;
-pub use peer::{peer_id_from_cert, peer_of, require_peer};
+pub use peer::{peer_fingerprint, peer_id_from_cert, peer_of, require_peer};
 pub use role::{validate_name, NameError, PeerId, Role, CONTROLLER_SERVER_NAME};
-pub use token::{Claims, Token, TokenSecret, TOKEN_SECRET_FILE};
+pub use token::{Binding, Claims, Token, TokenSecret, TOKEN_SECRET_FILE};

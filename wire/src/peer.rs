@@ -3,6 +3,7 @@
 use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
 
+use super::ca::Fingerprint;
 use super::error::WireError;
 use super::role::{PeerId, Role};
 
@@ -40,6 +41,16 @@ pub fn peer_of(conn: &quinn::Connection) -> Result<Option<PeerId>, WireError> {
         Some(leaf) => peer_id_from_cert(leaf).map(Some),
         None => Ok(None),
     }
+}
+
+/// The SHA-256 fingerprint of the certificate the peer presented, if any
+/// (verified against the fleet CA during the handshake).
+pub fn peer_fingerprint(conn: &quinn::Connection) -> Option<Fingerprint> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    certs.first().map(|leaf| Fingerprint::of(leaf.as_ref()))
 }
 
 /// The peer of a connection, if it presented a certificate for one of the `allowed`

@@ -86,6 +86,22 @@ pub struct Claims {
     pub nonce: String,
     /// The fleet CA's fingerprint, which the enrolling node pins.
     pub ca: Fingerprint,
+    /// The only name a node may enrol under with this token, if bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where the controller listens for hosts and edges (QUIC), so that a
+    /// node needs the token alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<std::net::SocketAddr>,
+}
+
+/// What a token may carry besides its role and expiry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// Bind the token to this node name.
+    pub name: Option<String>,
+    /// The controller's QUIC address, for the node to dial.
+    pub controller: Option<std::net::SocketAddr>,
 }
 
 /// A join token: its text and the claims read from it.
@@ -96,12 +112,14 @@ pub struct Token {
 }
 
 impl Token {
-    /// Mints a token for `role` (host or edge) that expires `ttl` after `now`.
+    /// Mints a token for `role` (host or edge) that expires `ttl` after `now`,
+    /// carrying `binding`.
     pub fn mint(
         role: Role,
         ttl: Duration,
         now: SystemTime,
         ca: Fingerprint,
+        binding: &Binding,
         secret: &TokenSecret,
     ) -> Result<Token, WireError> {
         if role == Role::Controller {
@@ -114,6 +132,8 @@ impl Token {
             expires: unix_secs(now)?.saturating_add(ttl.as_secs()),
             nonce: URL_SAFE_NO_PAD.encode(nonce),
             ca,
+            name: binding.name.clone(),
+            controller: binding.controller,
         };
         let json = serde_json::to_vec(&claims).map_err(WireError::Encode)?;
         let signed = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(json));
@@ -215,7 +235,15 @@ mod tests {
     fn fixture() -> (TokenSecret, SystemTime, Token) {
         let secret = TokenSecret::generate().unwrap();
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let token = Token::mint(Role::Host, HOUR, now, Fingerprint([7; 32]), &secret).unwrap();
+        let token = Token::mint(
+            Role::Host,
+            HOUR,
+            now,
+            Fingerprint([7; 32]),
+            &Binding::default(),
+            &secret,
+        )
+        .unwrap();
         (secret, now, token)
     }
 
@@ -245,8 +273,15 @@ mod tests {
         let (secret, now, token) = fixture();
         let err = token.verify(&secret, Role::Edge, now).unwrap_err();
         assert_eq!(err.to_string(), "the join token is for role host, not edge");
-        let err =
-            Token::mint(Role::Controller, HOUR, now, Fingerprint([0; 32]), &secret).unwrap_err();
+        let err = Token::mint(
+            Role::Controller,
+            HOUR,
+            now,
+            Fingerprint([0; 32]),
+            &Binding::default(),
+            &secret,
+        )
+        .unwrap_err();
         assert!(matches!(err, WireError::TokenForController), "{err}");
     }
 

@@ -19,12 +19,17 @@ mod commits;
 mod endpoints;
 mod failures;
 mod journal;
+mod nodes;
 mod reports;
 mod secrets;
 mod ticks;
 pub use endpoints::EdgeState;
 use failures::Retry;
 use journal::Journal;
+pub use nodes::{
+    decide_join, decide_session, Join, JoinRefusal, NoSuchNode, NodeRecord, SessionRefusal,
+    UsedJoin,
+};
 pub use secrets::{SealedSecret, SECRETS_SIGNALLED};
 
 /// Settings of the controller's core.

@@ -36,6 +36,7 @@ impl Controller {
             self.last_retention = Some(now);
             // Forgetting old repeats reads every recent one: with retention, not every tick.
             self.journal.forget_repeats(now);
+            self.forget_expired_joins(now);
             let all = self
                 .store
                 .events(&EventFilter::default(), usize::MAX)

@@ -14,9 +14,9 @@
 //! ([`vt_control::core::Controller::decide`]) and [`perform`] does the IO the
 //! decision names (the host's connection, the host's command and the wait).
 
-use crate::controller::perform::{perform, ApiError};
+use crate::controller::perform::{perform, ApiError, NodeChange};
 use crate::controller::shared::Shared;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{self, Sse};
 use axum::response::{IntoResponse, Response};
@@ -28,12 +28,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use tokio_stream::StreamExt;
 use tracing::warn;
-use vt_control::operations::{ExecRoute, ExecTarget, Operation};
+use vt_control::operations::{ExecRoute, ExecTarget, NodeRef, Operation};
 use vt_control::{endpoint_views, views};
 use vt_plan::events::{Event, EventFilter};
 use vt_wire::clock::now;
 use vt_wire::codes::ErrorCode;
 use vt_wire::messages::LogLine;
+use vt_wire::Role;
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
@@ -83,6 +84,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/releases", get(releases))
         .route("/v1/events", get(events))
         .route("/v1/hosts", get(hosts))
+        .route("/v1/hosts/{name}", axum::routing::delete(remove_host))
+        .route("/v1/hosts/{name}/revoke", post(revoke_host))
+        .route("/v1/edges/{name}", axum::routing::delete(remove_edge))
+        .route("/v1/edges/{name}/revoke", post(revoke_edge))
+        .route("/v1/nodes", get(nodes))
         .route("/v1/baseline", get(baseline))
         .route("/v1/logs", get(logs))
         .route("/v1/volumes", get(volumes))
@@ -179,6 +185,53 @@ async fn baseline(State(shared): State<Arc<Shared>>) -> ApiResult<vt_plan::previ
 
 async fn hosts(State(shared): State<Arc<Shared>>) -> ApiResult<Vec<views::HostView>> {
     Ok(Json(views::hosts(&shared.lock())))
+}
+
+/// Every enrolled host and edge: certificate fingerprint, expiry, revocation.
+async fn nodes(State(shared): State<Arc<Shared>>) -> ApiResult<Vec<vt_control::core::NodeRecord>> {
+    Ok(Json(shared.lock().nodes()))
+}
+
+/// `vt hosts|edges revoke|remove NAME` as an operation.
+fn parse_node_change(role: Role, name: String, remove: bool) -> Operation {
+    let node = NodeRef { role, name };
+    if remove {
+        Operation::RemoveNode(node)
+    } else {
+        Operation::RevokeNode(node)
+    }
+}
+
+async fn change_node(shared: &Shared, operation: Operation) -> ApiResult<NodeChange> {
+    Ok(Json(perform(shared, &operation).await?.node()?))
+}
+
+async fn revoke_host(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> ApiResult<NodeChange> {
+    change_node(&shared, parse_node_change(Role::Host, name, false)).await
+}
+
+async fn remove_host(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> ApiResult<NodeChange> {
+    change_node(&shared, parse_node_change(Role::Host, name, true)).await
+}
+
+async fn revoke_edge(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> ApiResult<NodeChange> {
+    change_node(&shared, parse_node_change(Role::Edge, name, false)).await
+}
+
+async fn remove_edge(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> ApiResult<NodeChange> {
+    change_node(&shared, parse_node_change(Role::Edge, name, true)).await
 }
 
 async fn events(

@@ -11,7 +11,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use vt_control::operations::{Decision, ExecRoute, Operation, OperationError, VolumeDestroy};
+use vt_control::operations::{
+    Decision, ExecRoute, NodeRef, Operation, OperationError, VolumeDestroy,
+};
 use vt_control::views;
 use vt_wire::clock::now;
 use vt_wire::codes::ErrorCode;
@@ -66,6 +68,21 @@ pub enum Performed {
     VolumeDestroyed(views::VolumeView),
     /// Where the exec runs, and the connection to its host.
     ExecRouted(ExecRoute, quinn::Connection),
+    /// A node was revoked or removed, and its session ended.
+    NodeChanged(NodeChange),
+}
+
+/// A host or an edge revoked or removed (`vt hosts revoke|remove`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeChange {
+    /// `host` or `edge`.
+    pub role: vt_wire::Role,
+    /// Its name.
+    pub name: String,
+    /// `revoked` or `removed`.
+    pub done: String,
+    /// Whether a session was open (and was ended).
+    pub session_ended: bool,
 }
 
 impl Performed {
@@ -73,7 +90,7 @@ impl Performed {
     pub fn volume(self) -> Result<views::VolumeView, ApiError> {
         match self {
             Performed::VolumeDestroyed(volume) => Ok(volume),
-            Performed::ExecRouted(..) => Err(mismatch("a volume")),
+            _ => Err(mismatch("a volume")),
         }
     }
 
@@ -81,7 +98,15 @@ impl Performed {
     pub fn route(self) -> Result<(ExecRoute, quinn::Connection), ApiError> {
         match self {
             Performed::ExecRouted(route, conn) => Ok((route, conn)),
-            Performed::VolumeDestroyed(_) => Err(mismatch("an exec route")),
+            _ => Err(mismatch("an exec route")),
+        }
+    }
+
+    /// The node revoked or removed.
+    pub fn node(self) -> Result<NodeChange, ApiError> {
+        match self {
+            Performed::NodeChanged(change) => Ok(change),
+            _ => Err(mismatch("a node")),
         }
     }
 }
@@ -122,7 +147,40 @@ pub async fn perform(shared: &Shared, operation: &Operation) -> Result<Performed
             })?;
             Ok(Performed::ExecRouted(route, conn))
         }
+        Decision::EndSessions { node, remove } => {
+            Ok(Performed::NodeChanged(end_sessions(shared, &node, remove)?))
+        }
     }
+}
+
+/// Revokes or removes `node` and closes its open session at once: from now
+/// on its certificate is refused.
+fn end_sessions(shared: &Shared, node: &NodeRef, remove: bool) -> Result<NodeChange, ApiError> {
+    {
+        let mut controller = shared.lock();
+        let changed = if remove {
+            controller.remove_node(node.role, &node.name, now())
+        } else {
+            controller.revoke_node(node.role, &node.name, now())
+        };
+        shared.commit(&mut controller);
+        changed.map_err(OperationError::from)?;
+    }
+    let done = if remove { "removed" } else { "revoked" };
+    let conn = shared.conns(node.role).remove(&node.name);
+    if let Some(conn) = &conn {
+        conn.close(
+            crate::controller::sessions::REFUSED.into(),
+            format!("{} {} was {done}", node.role, node.name).as_bytes(),
+        );
+    }
+    shared.changed.send_modify(|v| *v += 1);
+    Ok(NodeChange {
+        role: node.role,
+        name: node.name.clone(),
+        done: done.to_string(),
+        session_ended: conn.is_some(),
+    })
 }
 
 /// How long the host has to delete a volume.
@@ -167,9 +225,9 @@ async fn destroy_on_host(
 impl From<OperationError> for ApiError {
     fn from(e: OperationError) -> Self {
         let status = match e {
-            OperationError::NoVolume(_) | OperationError::NoInstance { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            OperationError::NoVolume(_)
+            | OperationError::NoInstance { .. }
+            | OperationError::NoNode(_) => StatusCode::NOT_FOUND,
             OperationError::Attached { .. } => StatusCode::CONFLICT,
         };
         let mut error = ApiError::new(status, e.code(), e.to_string());

@@ -32,9 +32,10 @@ pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint, enroller: Arc
                 };
                 let result = match peer_of(&conn) {
                     Ok(None) => enroller
-                        .serve(&conn)
+                        .serve(&conn, &*shared)
                         .await
                         .map(|peer| info!(role = %peer.role, name = %peer.name, "enrolled")),
+                    Ok(Some(peer)) if !enrolled(&shared, &conn, &peer) => return,
                     Ok(Some(peer)) if peer.role == Role::Host => {
                         let span = info_span!("host", host = %peer.name);
                         host_session(&shared, &conn, &peer).instrument(span).await
@@ -55,6 +56,29 @@ pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint, enroller: Arc
         );
     }
 }
+
+/// Whether `peer` may hold a session: its certificate is the one on record
+/// and it is not revoked. A refused peer's connection is closed with the
+/// reason, which its agent logs.
+fn enrolled(shared: &Shared, conn: &quinn::Connection, peer: &PeerId) -> bool {
+    let fingerprint = vt_wire::peer_fingerprint(conn)
+        .map(|f| f.to_string())
+        .unwrap_or_default();
+    let checked = shared
+        .lock()
+        .check_session(peer.role, &peer.name, &fingerprint);
+    match checked {
+        Ok(()) => true,
+        Err(refusal) => {
+            warn!(role = %peer.role, name = %peer.name, %refusal, "refused a session");
+            conn.close(REFUSED.into(), refusal.to_string().as_bytes());
+            false
+        }
+    }
+}
+
+/// The QUIC close code of a refused session (not enrolled, revoked).
+pub const REFUSED: u32 = 3;
 
 /// One host's session: registration, then reports in and assignments out.
 async fn host_session(
@@ -86,6 +110,11 @@ async fn host_session(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(peer.name.clone(), conn.clone());
+    // Revoked between the first check and now: the revocation found no
+    // connection to close.
+    if !enrolled(shared, conn, peer) {
+        return Ok(());
+    }
     // Reading a frame is not cancel-safe: a task reads, the loop selects on a channel.
     let (tx, mut messages) = tokio::sync::mpsc::channel(16);
     let reader = tokio::spawn(async move {
@@ -99,6 +128,7 @@ async fn host_session(
     });
     let result = host_loop(shared, &mut send, &mut messages, peer).await;
     reader.abort();
+    shared.forget_conn(Role::Host, &peer.name, conn);
     result
 }
 
@@ -180,6 +210,14 @@ async fn edge_session(
         Some(EdgeMessage::Hello { name }) if name == peer.name => {}
         _ => return Err(WireError::NoMessage),
     }
+    shared
+        .conns(Role::Edge)
+        .insert(peer.name.clone(), conn.clone());
+    // Revoked between the first check and now: the revocation found no
+    // connection to close.
+    if !enrolled(shared, conn, peer) {
+        return Ok(());
+    }
     {
         let mut controller = shared.lock();
         controller.edge_connected(&peer.name, now());
@@ -197,6 +235,7 @@ async fn edge_session(
     });
     let result = edge_loop(shared, &mut send, &mut messages, peer).await;
     reader.abort();
+    shared.forget_conn(Role::Edge, &peer.name, conn);
     let mut controller = shared.lock();
     controller.edge_disconnected(&peer.name, now());
     shared.commit(&mut controller);

@@ -28,8 +28,12 @@ pub struct Shared {
     /// Messages waiting to be sent to a host's session (volume deletions).
     pub host_commands:
         Mutex<std::collections::BTreeMap<String, Vec<vt_wire::messages::ControllerMessage>>>,
-    /// Connections of the hosts in session, by name (for exec).
+    /// Connections of the hosts in session, by name (for exec, and to end
+    /// a revoked host's session).
     pub host_conns: Mutex<std::collections::BTreeMap<String, quinn::Connection>>,
+    /// Connections of the edges in session, by name (to end a revoked
+    /// edge's session).
+    pub edge_conns: Mutex<std::collections::BTreeMap<String, quinn::Connection>>,
     /// Every log line hosts ship, for `vt logs -f`.
     pub logs: broadcast::Sender<vt_wire::messages::LogLine>,
     /// Asks the git task to look at the repository now.
@@ -62,6 +66,7 @@ impl Shared {
             events: broadcast::channel(4096).0,
             logs: broadcast::channel(8192).0,
             host_conns: Mutex::new(std::collections::BTreeMap::new()),
+            edge_conns: Mutex::new(std::collections::BTreeMap::new()),
             host_commands: Mutex::new(std::collections::BTreeMap::new()),
             git_kick: Notify::new(),
             tick_kick: Notify::new(),
@@ -69,6 +74,30 @@ impl Shared {
             state_dir,
             keyring: std::sync::RwLock::new(keyring),
             source: Mutex::new(source),
+        }
+    }
+
+    /// The session connections of `role` (hosts or edges).
+    pub fn conns(
+        &self,
+        role: vt_wire::Role,
+    ) -> MutexGuard<'_, std::collections::BTreeMap<String, quinn::Connection>> {
+        let conns = match role {
+            vt_wire::Role::Edge => &self.edge_conns,
+            _ => &self.host_conns,
+        };
+        conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets `conn` as `name`'s session connection, unless a newer one
+    /// replaced it.
+    pub fn forget_conn(&self, role: vt_wire::Role, name: &str, conn: &quinn::Connection) {
+        let mut conns = self.conns(role);
+        if conns
+            .get(name)
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            conns.remove(name);
         }
     }
 
@@ -160,5 +189,33 @@ impl Shared {
                 })
                 .collect();
         }
+    }
+}
+
+impl vt_wire::JoinGate for Shared {
+    /// A join is admitted once per token and once per name, and recorded
+    /// before the node gets its certificate.
+    fn admit(
+        &self,
+        request: &vt_wire::EnrollRequest,
+        issued: &vt_wire::Issued,
+    ) -> Result<(), String> {
+        let millis = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
+        let fingerprint = vt_wire::Fingerprint::of(issued.identity.cert_der().as_ref()).to_string();
+        let join = vt_control::core::Join {
+            role: request.role,
+            name: &request.name,
+            nonce: &issued.claims.nonce,
+            token_expires: issued.claims.expires.saturating_mul(1000),
+            fingerprint: &fingerprint,
+            cert_expires: millis(issued.expires),
+        };
+        let mut controller = self.lock();
+        let admitted = controller.admit_join(&join, vt_wire::clock::now());
+        self.commit(&mut controller);
+        admitted.map_err(|refusal| refusal.to_string())
     }
 }

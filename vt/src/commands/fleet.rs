@@ -17,7 +17,7 @@ use vt_host::microvm::launch::Accel;
 use vt_host::microvm::MicrovmRuntime;
 use vt_host::sim_runtime::SimRuntime;
 use vt_wire::messages::HostRegistration;
-use vt_wire::{Enroller, Role};
+use vt_wire::{Binding, Enroller, Role};
 
 pub(crate) fn setup_error(e: setup::SetupError) -> CliError {
     let exit = match e {
@@ -187,35 +187,100 @@ pub fn run(state_dir: &Path, overrides: daemon::Overrides) -> Result<(), CliErro
 struct JoinToken {
     role: String,
     expires_in: String,
+    /// The name it is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// The controller address it carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    controller: Option<SocketAddr>,
     token: String,
 }
 
 /// `vt fleet token create --role host|edge`.
-pub fn token(global: &Global, state_dir: &Path, role: JoinRole, ttl: &str) -> Result<(), CliError> {
+pub fn token(
+    global: &Global,
+    state_dir: &Path,
+    (role, ttl): (JoinRole, &str),
+    name: Option<&str>,
+    controller: Option<SocketAddr>,
+) -> Result<(), CliError> {
     let role = match role {
         JoinRole::Host => Role::Host,
         JoinRole::Edge => Role::Edge,
     };
     let ttl_ms = vt_repo::Duration::parse(ttl)
         .map_err(|e| CliError::new(Exit::Usage, ErrorCode::Usage, format!("--ttl: {e}")))?;
+    if let Some(name) = name {
+        vt_wire::validate_name(name).map_err(|e| {
+            CliError::new(Exit::Usage, ErrorCode::InvalidName, format!("--name: {e}"))
+        })?;
+    }
+    // Where nodes dial: as given, else fleet.json's address if it is one.
+    let controller = match controller {
+        Some(addr) => Some(addr),
+        None => Some(setup::load_settings(state_dir).map_err(setup_error)?.quic)
+            .filter(|addr| !addr.ip().is_unspecified() && addr.port() != 0),
+    };
+    let binding = Binding {
+        name: name.map(str::to_string),
+        controller,
+    };
     let out = JoinToken {
         role: role.to_string(),
         expires_in: ttl_ms.to_string(),
-        token: mint_token(state_dir, role, ttl_ms.as_std())?,
+        name: binding.name.clone(),
+        controller: binding.controller,
+        token: mint_token(state_dir, role, ttl_ms.as_std(), &binding)?,
     };
     output::print(global.output, &out, |_| format!("{}\n", out.token));
     Ok(())
 }
 
-/// A join token for `role`, valid for `ttl`, from the fleet in `state_dir`.
-pub(crate) fn mint_token(state_dir: &Path, role: Role, ttl: Duration) -> Result<String, CliError> {
+/// A single-use join token for `role`, valid for `ttl`, carrying `binding`,
+/// from the fleet in `state_dir`.
+pub(crate) fn mint_token(
+    state_dir: &Path,
+    role: Role,
+    ttl: Duration,
+    binding: &Binding,
+) -> Result<String, CliError> {
     let keys = setup::load_keys(state_dir).map_err(setup_error)?;
     let enroller = Enroller::new(keys.ca, keys.secret, Duration::from_secs(365 * 24 * 3600));
     let token = enroller
-        .mint(role, ttl, SystemTime::now())
+        .mint(role, ttl, SystemTime::now(), binding)
         .map_err(|e| CliError::new(Exit::Failure, ErrorCode::Token, chain(&e)))?;
     Ok(token.as_str().to_string())
 }
+
+/// The controller address and name of `vt host run` / `vt edge run`: as
+/// given, else what the join token carries (its controller, the name it is
+/// bound to), else the default address; a name is needed.
+pub(crate) fn node_target(
+    controller: Option<SocketAddr>,
+    name: Option<&str>,
+    token: Option<&str>,
+) -> Result<(SocketAddr, String), CliError> {
+    let claims = token
+        .map(vt_wire::Token::parse)
+        .transpose()
+        .map_err(|e| CliError::new(Exit::Usage, ErrorCode::Token, chain(&e)))?
+        .map(|t| t.claims().clone());
+    let controller = controller
+        .or(claims.as_ref().and_then(|c| c.controller))
+        .unwrap_or(DEFAULT_CONTROLLER);
+    let name = name
+        .map(str::to_string)
+        .or(claims.and_then(|c| c.name))
+        .ok_or_else(|| {
+            CliError::new(Exit::Usage, ErrorCode::Usage, "no node name")
+                .hint("pass --name NAME, or join with a token bound to a name (`vt fleet token create --name NAME`)")
+        })?;
+    Ok((controller, name))
+}
+
+/// Where a node dials when neither a flag nor its token says.
+const DEFAULT_CONTROLLER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7443);
 
 /// Options of `vt host run` that choose and tune the runtime.
 pub struct RuntimeChoice<'a> {

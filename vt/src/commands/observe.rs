@@ -1,7 +1,7 @@
 //! `vt status`, `vt describe`, `vt releases`, `vt events` and `vt hosts`: the
 //! controller's view, from its HTTP API.
 
-use crate::cli::{Global, Output};
+use crate::cli::{Global, NodeAction, Output};
 use crate::client::{format_time, Client};
 use crate::error::{CliError, ErrorCode};
 use crate::output::{self, Style, Table};
@@ -423,6 +423,35 @@ pub fn hosts(global: &Global, client: &Client) -> Result<(), CliError> {
             ]);
         }
         table.render(s)
+    });
+    Ok(())
+}
+
+/// `vt hosts|edges revoke|remove NAME` (`kind`: `hosts` or `edges`).
+pub fn change_node(
+    global: &Global,
+    client: &Client,
+    kind: &str,
+    action: &NodeAction,
+) -> Result<(), CliError> {
+    let answer: serde_json::Value = match action {
+        NodeAction::Revoke { name } => {
+            client.post(&format!("/v1/{kind}/{name}/revoke"), &serde_json::json!({}))?
+        }
+        NodeAction::Remove { name } => client.delete(&format!("/v1/{kind}/{name}"))?,
+    };
+    output::print(global.output, &answer, |s| {
+        let ended = if answer["session_ended"] == true {
+            " (its session was ended)"
+        } else {
+            ""
+        };
+        format!(
+            "{} {} {}{ended}\n",
+            answer["role"].as_str().unwrap_or_default(),
+            answer["name"].as_str().unwrap_or_default(),
+            s.green(answer["done"].as_str().unwrap_or_default()),
+        )
     });
     Ok(())
 }

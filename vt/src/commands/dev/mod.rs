@@ -233,6 +233,14 @@ fn dev_prefix(root: &Path) -> String {
     )
 }
 
+/// A join token's binding to the node `name`.
+fn bound_to(name: &str) -> vt_wire::Binding {
+    vt_wire::Binding {
+        name: Some(name.to_string()),
+        controller: None,
+    }
+}
+
 /// The controller's settings: created the first time (like `vt fleet
 /// init`, with the working tree as the source), else reused with new ports
 /// for the taken ones. The repository's files are left alone: the fleet's
@@ -366,8 +374,9 @@ fn start(
         },
     )?;
     let quic = settings.quic.to_string();
-    let host_token = mint_token(&fleet, JoinRole::Host, TOKEN_TTL)?;
     for h in hosts {
+        // Join tokens are single-use: one per host, bound to its name.
+        let host_token = mint_token(&fleet, JoinRole::Host, TOKEN_TTL, &bound_to(&h.name))?;
         let state = dev.host(&h.name);
         std::fs::create_dir_all(&state)
             .map_err(io_error(format!("cannot create {}", state.display())))?;
@@ -399,7 +408,7 @@ fn start(
         }
         stack.spawn(&h.name, Role::Host, &list, &dev.log(&h.name))?;
     }
-    let edge_token = mint_token(&fleet, JoinRole::Edge, TOKEN_TTL)?;
+    let edge_token = mint_token(&fleet, JoinRole::Edge, TOKEN_TTL, &bound_to(EDGE))?;
     let mut list = args(&[
         "edge",
         "run",
