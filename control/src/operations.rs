@@ -94,6 +94,8 @@ pub struct ExecRoute {
     pub instance: String,
     /// Its host.
     pub host: String,
+    /// Its qualified env name (`org/project/app/env`).
+    pub name: String,
 }
 
 /// Why the controller refused an operation.
@@ -232,15 +234,39 @@ impl Controller {
             .map(|i| ExecRoute {
                 instance: i.instance.id.to_string(),
                 host: i.instance.host.to_string(),
+                name: i.name.clone(),
             })
-            .ok_or_else(|| {
-                let what = instance
-                    .clone()
-                    .unwrap_or_else(|| format!("{app} {}", env.as_deref().unwrap_or_default()));
-                OperationError::NoInstance {
-                    what: what.trim().to_string(),
-                }
-            })
+            .ok_or_else(|| target.not_found())
+    }
+}
+
+impl ExecTarget {
+    /// That nothing runs where it points.
+    pub fn not_found(&self) -> OperationError {
+        let what = self
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", self.app, self.env.as_deref().unwrap_or_default()));
+        OperationError::NoInstance {
+            what: what.trim().to_string(),
+        }
+    }
+}
+
+impl Operation {
+    /// The error of an operation on something that does not exist, for one
+    /// the caller may not see (an org token naming another org's resource).
+    pub fn not_found(&self) -> OperationError {
+        match self {
+            Operation::DestroyVolume { id } => OperationError::NoVolume(id.clone()),
+            Operation::RouteExec(target) => target.not_found(),
+            Operation::RevokeNode(node) | Operation::RemoveNode(node) => {
+                OperationError::NoNode(crate::core::NoSuchNode {
+                    role: node.role,
+                    name: node.name.clone(),
+                })
+            }
+        }
     }
 }
 
@@ -348,7 +374,8 @@ mod tests {
                 route(op),
                 Ok(ExecRoute {
                     instance: healthy.clone(),
-                    host: "h1".into()
+                    host: "h1".into(),
+                    name: "acme/shop/web/prod".into(),
                 })
             );
         }

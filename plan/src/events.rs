@@ -81,6 +81,14 @@ pub mod kind {
     pub const NODE_REVOKED: &str = "node.revoked";
     /// An operator removed a host's or an edge's enrolment: the name may join again.
     pub const NODE_REMOVED: &str = "node.removed";
+    /// A mutating API call, or an exec, was made (who, what, outcome, how long).
+    pub const AUDIT_CALL: &str = "audit.call";
+    /// An API call was refused: no, a wrong or a revoked token, or too little capability.
+    pub const AUDIT_DENIED: &str = "audit.denied";
+    /// An API token was created.
+    pub const AUDIT_TOKEN_CREATED: &str = "audit.token.created";
+    /// An API token was revoked.
+    pub const AUDIT_TOKEN_REVOKED: &str = "audit.token.revoked";
 }
 
 /// Repeats of an event within this long of its last occurrence are counted

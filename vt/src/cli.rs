@@ -250,6 +250,9 @@ pub enum Command {
     /// Volumes: list, describe, destroy (never implicitly).
     #[command(subcommand)]
     Volumes(VolumesCommand),
+    /// API tokens scoped to an org: create, list, revoke.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// The fleet's hosts with capacity and what is reserved; `revoke` or
     /// `remove` one.
     Hosts {
@@ -582,6 +585,51 @@ pub enum EndpointsCommand {
         /// The env (needed when the app has several).
         #[arg(long)]
         env: Option<String>,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+/// What an API token may do in its org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenRoleArg {
+    /// Read status, releases, events, volumes, endpoints.
+    Viewer,
+    /// A viewer that also reads logs and runs `vt exec`.
+    Deployer,
+    /// A deployer that also destroys volumes.
+    Admin,
+}
+
+/// `vt tokens ...`
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token for one org (printed once; the controller keeps its hash).
+    Create {
+        /// The org it may act on.
+        #[arg(long)]
+        org: String,
+        /// What it may do there.
+        #[arg(long, value_enum)]
+        role: TokenRoleArg,
+        /// How long it is valid (default: until revoked).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Every token: ID, org, role, expiry, revocation (never a secret).
+    List {
+        /// The controller.
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Revoke a token: requests with it are refused from now on.
+    Revoke {
+        /// Its ID (`tok_...`).
+        id: String,
         /// The controller.
         #[command(flatten)]
         api: Api,

@@ -183,6 +183,8 @@ impl Client {
         mut each: impl FnMut(T),
     ) -> Result<(), CliError> {
         let reader = std::io::BufReader::new(self.request(path, query)?.into_reader());
+        // The controller ends a stream with an `error` event (the token was revoked).
+        let mut kind = String::new();
         for line in reader.lines() {
             let line = line.map_err(|e| {
                 CliError::new(
@@ -191,7 +193,13 @@ impl Client {
                     format!("the event stream broke: {e}"),
                 )
             })?;
-            if let Some(data) = line.strip_prefix("data:") {
+            if let Some(name) = line.strip_prefix("event:") {
+                kind = name.trim().to_string();
+            } else if let Some(data) = line.strip_prefix("data:") {
+                if kind == "error" {
+                    let body = serde_json::from_str(data.trim()).unwrap_or_default();
+                    return Err(status_error(401, body));
+                }
                 if let Ok(value) = serde_json::from_str(data.trim()) {
                     each(value);
                 }

@@ -14,7 +14,7 @@ mod templates;
 use clap::Parser;
 use cli::{
     AppCommand, Cli, Command, EdgeCommand, EndpointsCommand, EnvCommand, FleetCommand, HostCommand,
-    OrgCommand, ProjectCommand, TokenCommand, VolumesCommand,
+    OrgCommand, ProjectCommand, TokenCommand, TokensCommand, VolumesCommand,
 };
 use client::Client;
 use commands::{fleet, observe};
@@ -181,6 +181,18 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 limit: *limit,
             },
         ),
+        Command::Tokens(TokensCommand::Create {
+            org,
+            role,
+            ttl,
+            api,
+        }) => commands::tokens::create(g, &api_client(api)?, org, *role, ttl.as_deref()),
+        Command::Tokens(TokensCommand::List { api }) => {
+            commands::tokens::list(g, &api_client(api)?)
+        }
+        Command::Tokens(TokensCommand::Revoke { id, api }) => {
+            commands::tokens::revoke(g, &api_client(api)?, id)
+        }
         Command::Volumes(VolumesCommand::List { app, env, api }) => {
             commands::volumes::list(g, &api_client(api)?, app.clone(), env.clone())
         }

@@ -91,6 +91,8 @@ error_codes! {
     Unreachable => "E_UNREACHABLE",
     /// The API token is missing or wrong.
     Unauthorized => "E_UNAUTHORIZED",
+    /// The API token may not do this (its role lacks the capability).
+    Forbidden => "E_FORBIDDEN",
     /// No controller address was given.
     NoController => "E_NO_CONTROLLER",
     /// The controller failed, or answered something unreadable.

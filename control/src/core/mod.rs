@@ -23,6 +23,7 @@ mod nodes;
 mod reports;
 mod secrets;
 mod ticks;
+mod tokens;
 pub use endpoints::EdgeState;
 use failures::Retry;
 use journal::Journal;
@@ -31,6 +32,10 @@ pub use nodes::{
     UsedJoin,
 };
 pub use secrets::{SealedSecret, SECRETS_SIGNALLED};
+pub use tokens::{
+    check_token, hash_secret, parse_token, Capability, Role as TokenRole, TokenRecord,
+    TokenRefusal, TOKEN_PREFIX,
+};
 
 /// Settings of the controller's core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

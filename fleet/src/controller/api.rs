@@ -1,7 +1,10 @@
 //! The HTTP API (axum): status, describe, releases, events (with live follow
-//! over server-sent events), hosts, and the git webhook. Every route but the
-//! webhook needs `Authorization: Bearer <api token>`; the webhook is signed
-//! with the shared secret, GitHub style (`X-Hub-Signature-256: sha256=<hex>`).
+//! over server-sent events), hosts, tokens, and the git webhook. Every route
+//! but the webhook needs `Authorization: Bearer <api token>` and declares the
+//! capability it needs in [`routes`], the one table the router is built from
+//! ([`crate::controller::access`] checks it and scopes what an org token
+//! sees); the webhook is signed with the shared secret, GitHub style
+//! (`X-Hub-Signature-256: sha256=<hex>`).
 //!
 //! Exec: `POST /v1/exec` runs a command to its end and answers its output
 //! ([`ExecRequest`] → [`ExecResult`]); `GET /v1/exec/attach` is an
@@ -14,13 +17,15 @@
 //! ([`vt_control::core::Controller::decide`]) and [`perform`] does the IO the
 //! decision names (the host's connection, the host's command and the wait).
 
+use crate::controller::access::{authorize, constant_time_eq, still_granted, Grant};
 use crate::controller::perform::{perform, ApiError, NodeChange};
 use crate::controller::shared::Shared;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{self, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, MethodRouter};
+use axum::Extension;
 use axum::{Json, Router};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -28,6 +33,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use tokio_stream::StreamExt;
 use tracing::warn;
+use vt_control::core::{Capability, TokenRecord, TokenRole, TOKEN_PREFIX};
 use vt_control::operations::{ExecRoute, ExecTarget, NodeRef, Operation};
 use vt_control::{endpoint_views, views};
 use vt_plan::events::{Event, EventFilter};
@@ -76,59 +82,94 @@ pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
     }
 }
 
-/// The routes.
-pub fn router(shared: Arc<Shared>) -> Router {
-    let authed = Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/describe", get(describe))
-        .route("/v1/releases", get(releases))
-        .route("/v1/events", get(events))
-        .route("/v1/hosts", get(hosts))
-        .route("/v1/hosts/{name}", axum::routing::delete(remove_host))
-        .route("/v1/hosts/{name}/revoke", post(revoke_host))
-        .route("/v1/edges/{name}", axum::routing::delete(remove_edge))
-        .route("/v1/edges/{name}/revoke", post(revoke_edge))
-        .route("/v1/nodes", get(nodes))
-        .route("/v1/baseline", get(baseline))
-        .route("/v1/logs", get(logs))
-        .route("/v1/volumes", get(volumes))
-        .route("/v1/endpoints", get(endpoints))
-        .route("/v1/usage", get(usage))
-        .route("/v1/volumes/destroy", post(destroy_volume))
-        .route("/v1/exec", post(exec))
-        .route("/v1/exec/attach", get(crate::controller::attach::attach))
-        .route_layer(axum::middleware::from_fn_with_state(shared.clone(), auth));
-    Router::new()
-        .route("/v1/hooks/git", post(git_hook))
-        .merge(authed)
-        .with_state(shared)
+/// One route of the API: its path, the capability it needs, its handlers.
+struct ApiRoute {
+    path: &'static str,
+    need: Capability,
+    handler: MethodRouter<Arc<Shared>>,
 }
 
-async fn auth(
-    State(shared): State<Arc<Shared>>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let expected = format!("Bearer {}", shared.settings.api_token);
-    let given = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok());
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
-        return next.run(req).await;
+fn route(path: &'static str, need: Capability, handler: MethodRouter<Arc<Shared>>) -> ApiRoute {
+    ApiRoute {
+        path,
+        need,
+        handler,
     }
-    let mut e = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        ErrorCode::Unauthorized,
-        "missing or wrong API token",
-    );
-    e.hint =
-        Some("pass --token or set VT_TOKEN (the token is in the controller's fleet.json)".into());
-    e.into_response()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Every token-authenticated route with the capability it needs: the one
+/// table the router is built from (`GET /v1/routes` answers it).
+fn routes() -> Vec<ApiRoute> {
+    use Capability::*;
+    vec![
+        route("/v1/status", Read, get(status)),
+        route("/v1/describe", Read, get(describe)),
+        route("/v1/releases", Read, get(releases)),
+        route("/v1/events", Read, get(events)),
+        route("/v1/volumes", Read, get(volumes)),
+        route("/v1/endpoints", Read, get(endpoints)),
+        route("/v1/usage", Read, get(usage)),
+        route("/v1/logs", Logs, get(logs)),
+        route("/v1/exec", Exec, post(exec)),
+        route(
+            "/v1/exec/attach",
+            Exec,
+            get(crate::controller::attach::attach),
+        ),
+        route("/v1/volumes/destroy", VolumesDestroy, post(destroy_volume)),
+        route("/v1/baseline", FleetAdmin, get(baseline)),
+        route("/v1/hosts", FleetAdmin, get(hosts)),
+        route("/v1/hosts/{name}", FleetAdmin, delete(remove_host)),
+        route("/v1/hosts/{name}/revoke", FleetAdmin, post(revoke_host)),
+        route("/v1/edges/{name}", FleetAdmin, delete(remove_edge)),
+        route("/v1/edges/{name}/revoke", FleetAdmin, post(revoke_edge)),
+        route("/v1/nodes", FleetAdmin, get(nodes)),
+        route(
+            "/v1/tokens",
+            FleetAdmin,
+            get(list_tokens).post(create_token),
+        ),
+        route("/v1/tokens/{id}", FleetAdmin, delete(revoke_token)),
+        route("/v1/routes", FleetAdmin, get(route_table)),
+    ]
+}
+
+/// A route and the capability it needs, for `GET /v1/routes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteNeed {
+    /// The path pattern (`/v1/hosts/{name}`).
+    pub path: String,
+    /// What a token needs to call it.
+    pub needs: Capability,
+}
+
+/// The routes with what they need.
+async fn route_table() -> ApiResult<Vec<RouteNeed>> {
+    Ok(Json(
+        routes()
+            .into_iter()
+            .map(|r| RouteNeed {
+                path: r.path.to_string(),
+                needs: r.need,
+            })
+            .collect(),
+    ))
+}
+
+/// The routes, each behind [`authorize`] with what it needs; the webhook,
+/// signed instead.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let mut app = Router::new().route("/v1/hooks/git", post(git_hook));
+    for ApiRoute {
+        path,
+        need,
+        handler,
+    } in routes()
+    {
+        let guard = axum::middleware::from_fn_with_state((shared.clone(), need), authorize);
+        app = app.route(path, handler.route_layer(guard));
+    }
+    app.with_state(shared)
 }
 
 fn need_app(q: &AppQuery) -> Result<&str, ApiError> {
@@ -143,19 +184,23 @@ fn need_app(q: &AppQuery) -> Result<&str, ApiError> {
 
 async fn status(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Query(q): Query<AppQuery>,
 ) -> ApiResult<views::StatusView> {
     let mut view = views::status(&shared.lock(), q.app.as_deref(), q.env.as_deref());
+    view.workloads.retain(|w| grant.sees(&w.name));
     view.source = Some(shared.source_view());
     Ok(Json(view))
 }
 
 async fn describe(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Query(q): Query<AppQuery>,
 ) -> ApiResult<Vec<views::DescribeView>> {
     let app = need_app(&q)?;
-    let found = views::describe(&shared.lock(), app, q.env.as_deref())?;
+    let mut found = views::describe(&shared.lock(), app, q.env.as_deref())?;
+    found.retain(|d| grant.sees(&d.status.name));
     if found.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -168,14 +213,13 @@ async fn describe(
 
 async fn releases(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Query(q): Query<AppQuery>,
 ) -> ApiResult<Vec<views::ReleaseView>> {
     let app = need_app(&q)?;
-    Ok(Json(views::releases(
-        &shared.lock(),
-        app,
-        q.env.as_deref(),
-    )?))
+    let mut list = views::releases(&shared.lock(), app, q.env.as_deref())?;
+    list.retain(|r| grant.sees(&r.release.name));
+    Ok(Json(list))
 }
 
 /// What `vt diff --against fleet` plans against.
@@ -202,40 +246,49 @@ fn parse_node_change(role: Role, name: String, remove: bool) -> Operation {
     }
 }
 
-async fn change_node(shared: &Shared, operation: Operation) -> ApiResult<NodeChange> {
-    Ok(Json(perform(shared, &operation).await?.node()?))
+async fn change_node(
+    shared: &Shared,
+    grant: &Grant,
+    operation: Operation,
+) -> ApiResult<NodeChange> {
+    Ok(Json(perform(shared, &operation, grant).await?.node()?))
 }
 
 async fn revoke_host(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Path(name): Path<String>,
 ) -> ApiResult<NodeChange> {
-    change_node(&shared, parse_node_change(Role::Host, name, false)).await
+    change_node(&shared, &grant, parse_node_change(Role::Host, name, false)).await
 }
 
 async fn remove_host(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Path(name): Path<String>,
 ) -> ApiResult<NodeChange> {
-    change_node(&shared, parse_node_change(Role::Host, name, true)).await
+    change_node(&shared, &grant, parse_node_change(Role::Host, name, true)).await
 }
 
 async fn revoke_edge(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Path(name): Path<String>,
 ) -> ApiResult<NodeChange> {
-    change_node(&shared, parse_node_change(Role::Edge, name, false)).await
+    change_node(&shared, &grant, parse_node_change(Role::Edge, name, false)).await
 }
 
 async fn remove_edge(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Path(name): Path<String>,
 ) -> ApiResult<NodeChange> {
-    change_node(&shared, parse_node_change(Role::Edge, name, true)).await
+    change_node(&shared, &grant, parse_node_change(Role::Edge, name, true)).await
 }
 
 async fn events(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(200);
@@ -248,15 +301,17 @@ async fn events(
     };
     // Subscribe before reading the backlog so nothing falls in between.
     let live = shared.events.subscribe();
-    let backlog = shared.lock().store().events(&filter, limit)?;
+    let mut backlog = shared.lock().store().events(&filter, limit)?;
+    backlog.retain(|e| grant.sees_event(e));
     if !q.follow {
         return Ok(Json(backlog).into_response());
     }
     let last = backlog.last().map_or(filter.after.unwrap_or(0), |e| e.seq);
     let backlog = tokio_stream::iter(backlog);
+    let sees = grant.clone();
     let live = tokio_stream::wrappers::BroadcastStream::new(live)
         .filter_map(|e| e.ok())
-        .filter(move |e: &Event| e.seq > last && filter.matches(e));
+        .filter(move |e: &Event| e.seq > last && filter.matches(e) && sees.sees_event(e));
     let stream = backlog.chain(live).map(|e| {
         Ok::<_, Infallible>(
             sse::Event::default()
@@ -265,9 +320,49 @@ async fn events(
                 .unwrap_or_default(),
         )
     });
-    Ok(Sse::new(stream)
+    Ok(Sse::new(while_granted(shared, grant, stream))
         .keep_alive(sse::KeepAlive::default())
         .into_response())
+}
+
+/// How often a followed stream checks that its token is still valid.
+const GRANT_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Forwards a followed stream until its token is revoked or expires (checked
+/// every [`GRANT_CHECK`]); then sends an `error` event saying so and ends.
+fn while_granted<S>(
+    shared: Arc<Shared>,
+    grant: Grant,
+    events: S,
+) -> tokio_stream::wrappers::ReceiverStream<Result<sse::Event, Infallible>>
+where
+    S: tokio_stream::Stream<Item = Result<sse::Event, Infallible>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut events = Box::pin(events);
+        let mut checks = tokio::time::interval(GRANT_CHECK);
+        loop {
+            tokio::select! {
+                item = events.next() => {
+                    let Some(item) = item else { return };
+                    if tx.send(item).await.is_err() {
+                        return;
+                    }
+                }
+                _ = checks.tick() => {
+                    if let Err(why) = still_granted(&shared, &grant) {
+                        let body = serde_json::json!({"code": ErrorCode::Unauthorized, "message": why});
+                        let end = sse::Event::default().event("error").json_data(body);
+                        let _ = tx.send(Ok(end.unwrap_or_default())).await;
+                        return;
+                    }
+                }
+                () = tx.closed() => return,
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// Answer of the webhook.
@@ -344,13 +439,16 @@ impl LogsQuery {
 
 async fn logs(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Response, ApiError> {
     let live = shared.logs.subscribe();
     let mut backlog: Vec<LogLine> = shared
         .lock()
         .store()
-        .logs(0, q.limit.unwrap_or(500), |l| q.matches(l))?
+        .logs(0, q.limit.unwrap_or(500), |l| {
+            grant.sees(&l.name) && q.matches(l)
+        })?
         .into_iter()
         .map(|(_, l)| l)
         .collect();
@@ -359,9 +457,10 @@ async fn logs(
     if !q.follow {
         return Ok(Json(backlog).into_response());
     }
+    let sees = grant.clone();
     let live = tokio_stream::wrappers::BroadcastStream::new(live)
         .filter_map(|l| l.ok())
-        .filter(move |l: &LogLine| q.matches(l));
+        .filter(move |l: &LogLine| sees.sees(&l.name) && q.matches(l));
     let stream = tokio_stream::iter(backlog).chain(live).map(|l| {
         Ok::<_, Infallible>(
             sse::Event::default()
@@ -370,7 +469,7 @@ async fn logs(
                 .unwrap_or_default(),
         )
     });
-    Ok(Sse::new(stream)
+    Ok(Sse::new(while_granted(shared, grant, stream))
         .keep_alive(sse::KeepAlive::default())
         .into_response())
 }
@@ -427,12 +526,13 @@ pub fn parse_destroy_volume(req: DestroyVolume) -> Operation {
 
 async fn exec(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Json(req): Json<ExecRequest>,
 ) -> ApiResult<ExecResult> {
     use vt_wire::frame;
     use vt_wire::messages::{ExecCommand, ExecEvent};
-    let (ExecRoute { instance, host }, conn) =
-        perform(&shared, &parse_exec(&req)).await?.route()?;
+    let (ExecRoute { instance, host, .. }, conn) =
+        perform(&shared, &parse_exec(&req), &grant).await?.route()?;
     let wire_error = |e: vt_wire::WireError| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -507,13 +607,12 @@ async fn exec(
 
 async fn endpoints(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Query(q): Query<AppQuery>,
 ) -> ApiResult<Vec<endpoint_views::EndpointView>> {
-    Ok(Json(endpoint_views::endpoints(
-        &shared.lock(),
-        q.app.as_deref(),
-        q.env.as_deref(),
-    )))
+    let mut list = endpoint_views::endpoints(&shared.lock(), q.app.as_deref(), q.env.as_deref());
+    list.retain(|e| grant.sees(&e.workload));
+    Ok(Json(list))
 }
 
 /// Query of `/v1/usage`.
@@ -525,6 +624,7 @@ pub struct UsageQuery {
 
 async fn usage(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Query(q): Query<UsageQuery>,
 ) -> ApiResult<endpoint_views::UsageView> {
     let until = now();
@@ -536,18 +636,21 @@ async fn usage(
             vt_wire::error_chain(&e),
         )
     })?;
+    let orgs = orgs
+        .into_iter()
+        .filter(|o| grant.sees_org(&o.org))
+        .collect();
     Ok(Json(endpoint_views::UsageView { since, until, orgs }))
 }
 
 async fn volumes(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Query(q): Query<AppQuery>,
 ) -> ApiResult<Vec<views::VolumeView>> {
-    Ok(Json(views::volumes(
-        &shared.lock(),
-        q.app.as_deref(),
-        q.env.as_deref(),
-    )))
+    let mut list = views::volumes(&shared.lock(), q.app.as_deref(), q.env.as_deref());
+    list.retain(|v| grant.sees(&v.workload));
+    Ok(Json(list))
 }
 
 /// Body of `POST /v1/volumes/destroy`.
@@ -559,13 +662,98 @@ pub struct DestroyVolume {
 
 async fn destroy_volume(
     State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
     Json(req): Json<DestroyVolume>,
 ) -> ApiResult<views::VolumeView> {
     Ok(Json(
-        perform(&shared, &parse_destroy_volume(req))
+        perform(&shared, &parse_destroy_volume(req), &grant)
             .await?
             .volume()?,
     ))
+}
+
+/// Body of `POST /v1/tokens`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateToken {
+    /// The org it may act on.
+    pub org: String,
+    /// viewer, deployer or admin.
+    pub role: TokenRole,
+    /// How long it is valid, milliseconds (none: until revoked).
+    #[serde(default)]
+    pub ttl_ms: Option<u64>,
+}
+
+/// What `POST /v1/tokens` answers: the record, and the token, shown once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// The record (no secret).
+    #[serde(flatten)]
+    pub record: TokenRecord,
+    /// The token to use (`vtt_<id>_<secret>`); the controller keeps only its hash.
+    pub token: String,
+}
+
+fn random_hex(bytes: usize) -> Result<String, ApiError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            e.to_string(),
+        )
+    })?;
+    Ok(hex::encode(buf))
+}
+
+async fn create_token(
+    State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
+    Json(req): Json<CreateToken>,
+) -> ApiResult<CreatedToken> {
+    vt_wire::validate_name(&req.org).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidName,
+            format!("org: {e}"),
+        )
+    })?;
+    let id = format!("tok_{}", random_hex(8)?);
+    let secret = random_hex(24)?;
+    let at = now();
+    let mut controller = shared.lock();
+    let record = controller.create_token(
+        (&id, &secret),
+        (&req.org, req.role),
+        req.ttl_ms.map(|ttl| at.saturating_add(ttl)),
+        (&grant.token, at),
+    );
+    shared.commit(&mut controller);
+    Ok(Json(CreatedToken {
+        token: format!("{TOKEN_PREFIX}{id}_{secret}"),
+        record,
+    }))
+}
+
+async fn list_tokens(State(shared): State<Arc<Shared>>) -> ApiResult<Vec<TokenRecord>> {
+    Ok(Json(shared.lock().tokens()))
+}
+
+async fn revoke_token(
+    State(shared): State<Arc<Shared>>,
+    Extension(grant): Extension<Grant>,
+    Path(id): Path<String>,
+) -> ApiResult<TokenRecord> {
+    let mut controller = shared.lock();
+    let revoked = controller.revoke_token(&id, (&grant.token, now()));
+    shared.commit(&mut controller);
+    revoked.map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("no token {id}"),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -241,10 +241,12 @@ pub fn parse_attach(pairs: &[(String, String)]) -> Result<(Operation, AttachQuer
 pub async fn attach(
     ws: WebSocketUpgrade,
     State(shared): State<Arc<Shared>>,
+    axum::Extension(grant): axum::Extension<crate::controller::access::Grant>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let (operation, q) = parse_attach(&pairs)?;
-    let (ExecRoute { instance, host }, conn) = perform(&shared, &operation).await?.route()?;
+    let (ExecRoute { instance, host, .. }, conn) =
+        perform(&shared, &operation, &grant).await?.route()?;
     Ok(ws
         .on_upgrade(move |socket| async move {
             info!(%instance, %host, argv = ?q.argv, tty = q.tty, "exec session attached");

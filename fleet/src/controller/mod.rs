@@ -2,6 +2,7 @@
 //! watches git, serves hosts and edges over QUIC and the HTTP API, delivers
 //! secrets and keeps the state directory.
 
+pub mod access;
 pub mod api;
 pub mod attach;
 pub mod daemon;

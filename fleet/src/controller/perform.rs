@@ -6,6 +6,7 @@
 //! API's handlers and the exec WebSocket (`attach`), which depend on it and
 //! not on each other.
 
+use crate::controller::access::Grant;
 use crate::controller::shared::Shared;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -122,8 +123,23 @@ fn mismatch(wanted: &str) -> ApiError {
 
 /// Hands `operation` to the controller and does the IO its decision asks for:
 /// an exec's host connection, a volume's deletion on its host.
-pub async fn perform(shared: &Shared, operation: &Operation) -> Result<Performed, ApiError> {
+///
+/// An org token's request for another org's instance or volume is not found,
+/// as if it did not exist.
+pub async fn perform(
+    shared: &Shared,
+    operation: &Operation,
+    grant: &Grant,
+) -> Result<Performed, ApiError> {
     let decision = shared.lock().decide(operation)?;
+    let hidden = match &decision {
+        Decision::RouteExec(route) => !grant.sees(&route.name),
+        Decision::DestroyVolume(destroy) => !grant.sees(&destroy.volume.workload),
+        Decision::EndSessions { .. } => false,
+    };
+    if hidden {
+        return Err(operation.not_found().into());
+    }
     match decision {
         Decision::DestroyVolume(destroy) => destroy_on_host(shared, destroy)
             .await

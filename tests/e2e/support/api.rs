@@ -53,6 +53,20 @@ impl Api {
         Self::answer(req.call())
     }
 
+    /// `METHOD PATH` with the token and a JSON body (`{}` for none).
+    pub fn call(&self, method: &str, path: &str, body: &Value) -> Result<Answer, String> {
+        let mut req = self.agent.request(method, &format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.set("authorization", &format!("Bearer {token}"));
+        }
+        let result = if method == "GET" || method == "DELETE" {
+            req.call()
+        } else {
+            req.send_json(body)
+        };
+        Self::answer(result)
+    }
+
     /// `GET PATH`, which must answer 200.
     pub fn get(&self, path: &str) -> Value {
         match self.try_get(path) {

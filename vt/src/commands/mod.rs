@@ -15,6 +15,7 @@ pub mod read;
 pub mod rollback;
 pub mod schema;
 pub mod secrets;
+pub mod tokens;
 pub mod volumes;
 
 use crate::cli::Global;
