@@ -217,6 +217,11 @@ async fn session(
         }
         if report_now {
             let instances = runtime.report();
+            targets.allow(
+                applied
+                    .iter()
+                    .map(|a| (a.id.clone(), tunnel::endpoint_ports(&a.spec))),
+            );
             targets.update(&instances, &drainer.draining());
             if let Err(e) = frame::send(
                 &mut send,

@@ -208,6 +208,8 @@ pub enum TunnelStatus {
     ConnectFailed,
     /// The header was malformed.
     BadHeader,
+    /// The port is not the target of any of the instance's endpoints.
+    PortNotAllowed,
 }
 
 impl TunnelStatus {
@@ -219,6 +221,7 @@ impl TunnelStatus {
             TunnelStatus::NotAccepting => 2,
             TunnelStatus::ConnectFailed => 3,
             TunnelStatus::BadHeader => 4,
+            TunnelStatus::PortNotAllowed => 5,
         }
     }
 
@@ -229,6 +232,7 @@ impl TunnelStatus {
             1 => TunnelStatus::UnknownInstance,
             2 => TunnelStatus::NotAccepting,
             3 => TunnelStatus::ConnectFailed,
+            5 => TunnelStatus::PortNotAllowed,
             _ => TunnelStatus::BadHeader,
         }
     }
@@ -242,6 +246,7 @@ impl fmt::Display for TunnelStatus {
             TunnelStatus::NotAccepting => "instance not accepting connections",
             TunnelStatus::ConnectFailed => "cannot connect to the instance",
             TunnelStatus::BadHeader => "malformed tunnel header",
+            TunnelStatus::PortNotAllowed => "port is not an endpoint target of the instance",
         })
     }
 }
@@ -402,6 +407,7 @@ mod tests {
             TunnelStatus::NotAccepting,
             TunnelStatus::ConnectFailed,
             TunnelStatus::BadHeader,
+            TunnelStatus::PortNotAllowed,
         ] {
             assert_eq!(TunnelStatus::from_byte(s.to_byte()), s);
         }

@@ -144,8 +144,9 @@ pub(crate) async fn prepare(
 /// Removes what [`prepare`] made for one instance and nothing else keeps:
 /// its TAP and its root disk (volumes stay).
 pub(crate) async fn clean_up(prepared: &Prepared) {
-    let tap = prepared.tap.clone();
-    let _ = blocking(move || network::delete_tap(&tap).map_err(|e| e.to_string())).await;
+    let (tap, addressing) = (prepared.tap.clone(), prepared.addressing);
+    let _ =
+        blocking(move || network::delete_tap(&tap, &addressing).map_err(|e| e.to_string())).await;
     let _ = tokio::fs::remove_file(&prepared.rootfs).await;
 }
 
