@@ -299,6 +299,11 @@ fn serve(sink: SocketAddr, echo: SocketAddr) {
             address: Some("::1".into()),
             image: None,
         };
+        // Each instance takes tunnels to its endpoint's target port only.
+        targets.allow([
+            ("sink".into(), [sink.port()].into()),
+            ("echo".into(), [echo.port()].into()),
+        ]);
         targets.update(&[report("sink"), report("echo")], &Default::default());
         tokio::spawn(tunnel::serve(server, targets));
         let client = client_endpoint("[::]:0".parse().unwrap(), Some(&edge_id), ca.cert()).unwrap();

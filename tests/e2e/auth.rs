@@ -50,6 +50,7 @@ fn requests_without_the_right_token_are_refused() {
     // And in text, on stderr, with the hint.
     let mut cmd = sb.env().vt_command(sb.path(), &["status"]);
     cmd.env("VT_CONTROLLER", ctl.url())
+        .env("VT_CA", ctl.ca())
         .env("VT_TOKEN", "vta_wrong");
     let out = sb.env().run("vt-cli", cmd);
     assert_eq!(out.code, 1, "{out}");
@@ -220,6 +221,7 @@ fn an_org_token_does_what_its_role_allows_and_sees_nothing_of_another_org() {
     );
     follow
         .env("VT_CONTROLLER", ctl.url())
+        .env("VT_CA", ctl.ca())
         .env("VT_TOKEN", &deployer);
     let mut logs = ctl.env().spawn("vt-logs", follow);
     std::thread::sleep(Duration::from_millis(700));
@@ -282,4 +284,98 @@ fn an_org_token_does_what_its_role_allows_and_sees_nothing_of_another_org() {
     // An org token's own view of events has no audit trail and no globex.
     let (_, events) = as_viewer.try_get("/v1/events").expect("answers");
     assert!(!events.to_string().contains("audit."), "{events}");
+}
+
+#[test]
+fn the_api_is_served_over_https_and_the_cli_trusts_only_the_ca_it_is_given() {
+    let sb = Sandbox::new();
+    let repo = Repo::init(&sb, "repo");
+    let fleet = FleetDir::init(&sb, "fleet", &repo.path().display().to_string());
+    let ctl = fleet.start();
+    assert!(ctl.url().starts_with("https://127.0.0.1:"), "{}", ctl.url());
+    let token = fleet.api_token();
+    let status = |vars: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = sb.env().vt_command(sb.path(), args);
+        cmd.env("VT_CONTROLLER", ctl.url()).env("VT_TOKEN", &token);
+        cmd.envs(vars.iter().copied());
+        sb.env().run("vt-cli", cmd)
+    };
+
+    // Without the fleet CA: the certificate is not trusted, and the hint says what to pass.
+    let out = status(&[], &["status", "-o", "json"]);
+    assert_eq!(out.code, 1, "{out}");
+    let error = out.json();
+    assert_eq!(error["code"], "E_UNREACHABLE", "{out}");
+    assert!(
+        error["hint"].as_str().unwrap_or_default().contains("--ca"),
+        "{out}"
+    );
+    // Another CA is no better.
+    let other = sb.path().join("other-ca.pem");
+    let other_fleet = FleetDir::init(&sb, "other", &repo.path().display().to_string());
+    std::fs::copy(other_fleet.dir().join("ca.pem"), &other).expect("copy");
+    let out = status(
+        &[("VT_CA", other.to_str().expect("utf-8"))],
+        &["status", "-o", "json"],
+    );
+    assert_eq!(out.json()["code"], "E_UNREACHABLE", "{out}");
+    // With it: answered.
+    let ca = ctl.ca().display().to_string();
+    status(&[], &["status", "--ca", &ca]).ok();
+    // Plain HTTP to the HTTPS port gets nothing.
+    let plain = ctl.url().replacen("https://", "http://", 1);
+    let out = status(&[("VT_CONTROLLER", &plain)], &["status", "-o", "json"]);
+    assert_eq!(out.code, 1, "{out}");
+
+    // `vt login` checks and saves; later commands need nothing else.
+    let login = sb
+        .env()
+        .vt(
+            sb.path(),
+            &[
+                "login",
+                &ctl.url(),
+                "--token",
+                &token,
+                "--ca",
+                &ca,
+                "-o",
+                "json",
+            ],
+        )
+        .ok();
+    let config = login.json()["config"]
+        .as_str()
+        .expect("the config path")
+        .to_string();
+    let saved = std::fs::read_to_string(&config).expect("the config");
+    assert!(saved.contains(&token), "{saved}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&config)
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the config holds a token: private");
+    sb.env().vt(sb.path(), &["status"]).ok();
+    // A login with a wrong token saves nothing.
+    let out = sb.env().vt(
+        sb.path(),
+        &["login", &ctl.url(), "--token", "vta_wrong", "--ca", &ca],
+    );
+    assert_eq!(out.code, 1, "{out}");
+    assert_eq!(std::fs::read_to_string(&config).expect("config"), saved);
+
+    // Plain HTTP is for loopback only: on a wildcard address the controller refuses to start.
+    let mut settings = fleet.settings();
+    settings["api_tls"] = json!({"plain_http": true});
+    std::fs::write(fleet.dir().join("fleet.json"), settings.to_string()).expect("write");
+    drop(ctl);
+    let mut refused = fleet.spawn_run(None, Some("0.0.0.0:0".parse().expect("addr")));
+    let exited = refused.wait(Duration::from_secs(15));
+    assert!(!exited.success());
+    assert!(
+        refused.stderr().contains("loopback only"),
+        "{}",
+        refused.output()
+    );
 }

@@ -59,6 +59,7 @@ fn api(repo: &Path) -> Api {
     Api::new(
         json["controller"].as_str().expect("controller"),
         json["token"].as_str(),
+        None,
     )
 }
 

@@ -219,7 +219,7 @@ const SESSION: Duration = Duration::from_secs(30);
 fn interactive_sessions(controller: &Controller, token: &str) {
     // A terminal session: the size it starts with, a resize, the exit code.
     let mut s = Attach::open(
-        &controller.url(),
+        controller,
         token,
         "app=web&tty=true&cols=80&rows=24&argv=%2Fbin%2Fsh",
     );
@@ -247,7 +247,7 @@ fn interactive_sessions(controller: &Controller, token: &str) {
 
     // Going away hangs the session up: its process gets SIGHUP.
     let mut s = Attach::open(
-        &controller.url(),
+        controller,
         token,
         "app=web&argv=%2Fbin%2Fbusybox&argv=sleep&argv=4242",
     );
@@ -271,6 +271,7 @@ fn interactive_sessions(controller: &Controller, token: &str) {
     // `vt exec -i`: stdin streamed, pipes, stdout and stderr apart.
     let env = |cmd: &mut std::process::Command| {
         cmd.env("VT_CONTROLLER", controller.url())
+            .env("VT_CA", controller.ca())
             .env("VT_TOKEN", token);
     };
     let mut cmd = controller

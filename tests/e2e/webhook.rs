@@ -59,7 +59,7 @@ fn a_remote_is_fetched_when_a_correctly_signed_webhook_arrives() {
         .as_str()
         .expect("webhook_secret")
         .to_string();
-    let hook = crate::support::api::Api::new(&ctl.url(), None);
+    let hook = ctl.api().with_token(None);
     let (status, answer) = hook.post("/v1/hooks/git", &[], body.as_bytes());
     assert_eq!((status, &answer["code"]), (401, &json!("E_BAD_SIGNATURE")));
     let wrong = sign("not-the-secret", body.as_bytes());

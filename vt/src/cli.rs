@@ -253,6 +253,19 @@ pub enum Command {
     /// API tokens scoped to an org: create, list, revoke.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Check and save the controller's address, a token and the CA that signs the
+    /// controller's certificate (~/.config/vt/config.json), for every later command.
+    Login {
+        /// The controller's API URL (`https://HOST:PORT`, as `vt fleet init` printed).
+        url: String,
+        /// The API token.
+        #[arg(long, env = "VT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The CA bundle the controller's certificate is checked with (the fleet's
+        /// ca.pem; not needed when a public CA signed it).
+        #[arg(long, env = "VT_CA", value_name = "FILE")]
+        ca: Option<PathBuf>,
+    },
     /// The fleet's hosts with capacity and what is reserved; `revoke` or
     /// `remove` one.
     Hosts {
@@ -374,6 +387,10 @@ pub struct Api {
     /// The API token (default: VT_TOKEN, then the config file).
     #[arg(long, env = "VT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The CA bundle (PEM) the controller's certificate is checked with, besides the
+    /// system's roots (default: VT_CA, then the config file; the fleet's is its ca.pem).
+    #[arg(long, env = "VT_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// How `vt fleet run` reaches a remote repository (`vt fleet init`); each

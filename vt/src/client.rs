@@ -11,6 +11,11 @@ use std::path::PathBuf;
 pub struct Client {
     base: String,
     token: String,
+    /// HTTP with the TLS setup below.
+    agent: ureq::Agent,
+    /// The system's roots plus the fleet CA given (`--ca`, `VT_CA`, the
+    /// config file's `ca`).
+    tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for Client {
@@ -23,10 +28,20 @@ impl std::fmt::Debug for Client {
 }
 
 /// `~/.config/vt/config.json` (or `$XDG_CONFIG_HOME/vt/config.json`).
-#[derive(Default, serde::Deserialize)]
-struct ConfigFile {
-    controller: Option<String>,
-    token: Option<String>,
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+pub struct ConfigFile {
+    /// The controller's API address.
+    pub controller: Option<String>,
+    /// The API token.
+    pub token: Option<String>,
+    /// The CA bundle the controller's certificate is checked with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+}
+
+/// `~/.config/vt/config.json`'s path (`vt login` writes it).
+pub fn config_file() -> Option<PathBuf> {
+    config_path()
 }
 
 fn config_path() -> Option<PathBuf> {
@@ -34,6 +49,21 @@ fn config_path() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
     Some(base.join("vt").join("config.json"))
+}
+
+/// `host[:port]/...`'s `host:port`, with `default` when it names no port.
+fn with_port(rest: &str, default: u16) -> String {
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.ends_with(':')
+            && port.parse::<u16>().is_ok()
+            && (!host.starts_with('[') || host.ends_with(']'))
+    });
+    if has_port {
+        authority.to_string()
+    } else {
+        format!("{authority}:{default}")
+    }
 }
 
 /// A JSON answer, decoded.
@@ -48,9 +78,22 @@ fn decode<T: DeserializeOwned>(response: ureq::Response) -> Result<T, CliError> 
 }
 
 impl Client {
-    /// From `--controller`/`--token` (which clap also fills from `VT_CONTROLLER`
-    /// and `VT_TOKEN`), falling back to the config file.
-    pub fn new(controller: Option<&str>, token: Option<&str>) -> Result<Client, CliError> {
+    /// From the command line's `--controller`, `--token` and `--ca`.
+    pub fn from_api(api: &crate::cli::Api) -> Result<Client, CliError> {
+        Client::new(
+            api.controller.as_deref(),
+            api.token.as_deref(),
+            api.ca.as_deref(),
+        )
+    }
+
+    /// From `--controller`/`--token`/`--ca` (which clap also fills from
+    /// `VT_CONTROLLER`, `VT_TOKEN`, `VT_CA`), falling back to the config file.
+    pub fn new(
+        controller: Option<&str>,
+        token: Option<&str>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Client, CliError> {
         let file: ConfigFile = config_path()
             .and_then(|p| std::fs::read_to_string(p).ok())
             .and_then(|t| serde_json::from_str(&t).ok())
@@ -60,9 +103,21 @@ impl Client {
                 .hint("pass --controller http://HOST:PORT, set VT_CONTROLLER, or put {\"controller\", \"token\"} in ~/.config/vt/config.json")
         })?;
         let token = token.map(str::to_string).or(file.token).unwrap_or_default();
+        let ca = ca.map(std::path::Path::to_path_buf).or(file.ca);
+        let tls = vt_wire::trust::client_config(ca.as_deref()).map_err(|e| {
+            CliError::new(
+                Exit::Usage,
+                ErrorCode::Usage,
+                format!("the CA bundle cannot be used: {}", vt_wire::error_chain(&e)),
+            )
+            .hint("pass --ca with the fleet's CA (the state directory's ca.pem), or set VT_CA")
+        })?;
+        let agent = ureq::AgentBuilder::new().tls_config(tls.clone()).build();
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             token,
+            agent,
+            tls,
         })
     }
 
@@ -71,7 +126,9 @@ impl Client {
         path: &str,
         query: &[(&str, Option<String>)],
     ) -> Result<ureq::Response, CliError> {
-        let mut req = ureq::get(&format!("{}{path}", self.base))
+        let mut req = self
+            .agent
+            .get(&format!("{}{path}", self.base))
             .set("authorization", &format!("Bearer {}", self.token));
         for (key, value) in query {
             if let Some(value) = value {
@@ -87,14 +144,18 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, CliError> {
-        let req = ureq::post(&format!("{}{path}", self.base))
+        let req = self
+            .agent
+            .post(&format!("{}{path}", self.base))
             .set("authorization", &format!("Bearer {}", self.token));
         decode(self.answer(req.send_json(body))?)
     }
 
     /// Sends `DELETE path` and decodes the JSON answer.
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
-        let req = ureq::delete(&format!("{}{path}", self.base))
+        let req = self
+            .agent
+            .delete(&format!("{}{path}", self.base))
             .set("authorization", &format!("Bearer {}", self.token));
         decode(self.answer(req.call())?)
     }
@@ -112,12 +173,14 @@ impl Client {
     }
 
     fn unreachable(&self, e: impl std::fmt::Display) -> CliError {
-        CliError::new(
-            Exit::Failure,
-            ErrorCode::Unreachable,
-            format!("cannot reach the controller at {}: {e}", self.base),
-        )
-        .hint("is `vt fleet run` running? check --controller / VT_CONTROLLER")
+        let message = format!("cannot reach the controller at {}: {e}", self.base);
+        let hint = if message.contains("certificate") || message.contains("UnknownIssuer") {
+            "the controller's certificate is not trusted: pass --ca with the fleet's CA (ca.pem in \
+             its state directory), set VT_CA, or run `vt login`"
+        } else {
+            "is `vt fleet run` running? check --controller / VT_CONTROLLER"
+        };
+        CliError::new(Exit::Failure, ErrorCode::Unreachable, message).hint(hint)
     }
 
     /// Opens a WebSocket to `path?query` (`query` already encoded), with the token.
@@ -130,14 +193,15 @@ impl Client {
         CliError,
     > {
         use tungstenite::client::IntoClientRequest;
-        let url = match self.base.split_once("://") {
-            Some(("http", rest)) => format!("ws://{rest}{path}?{query}"),
+        let (url, authority) = match self.base.split_once("://") {
+            Some(("http", rest)) => (format!("ws://{rest}{path}?{query}"), with_port(rest, 80)),
+            Some(("https", rest)) => (format!("wss://{rest}{path}?{query}"), with_port(rest, 443)),
             _ => {
                 return Err(CliError::new(
                     Exit::Usage,
                     ErrorCode::Usage,
                     format!(
-                        "interactive exec needs a plain http:// controller address, not {}",
+                        "the controller's address {} is not an http:// or https:// URL",
                         self.base
                     ),
                 ))
@@ -152,7 +216,16 @@ impl Client {
             )
         })?;
         request.headers_mut().insert("authorization", token);
-        match tungstenite::connect(request) {
+        let tcp = std::net::TcpStream::connect(&authority).map_err(|e| self.unreachable(e))?;
+        let connector = tungstenite::Connector::Rustls(self.tls.clone());
+        let connected = tungstenite::client_tls_with_config(request, tcp, None, Some(connector))
+            .map_err(|e| match e {
+                tungstenite::HandshakeError::Failure(e) => e,
+                tungstenite::HandshakeError::Interrupted(_) => {
+                    tungstenite::Error::Io(std::io::ErrorKind::WouldBlock.into())
+                }
+            });
+        match connected {
             Ok((socket, _)) => Ok(socket),
             Err(tungstenite::Error::Http(response)) => {
                 let body = response

@@ -187,6 +187,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             ttl,
             api,
         }) => commands::tokens::create(g, &api_client(api)?, org, *role, ttl.as_deref()),
+        Command::Login { url, token, ca } => commands::login::run(g, url, token, ca.as_deref()),
         Command::Tokens(TokensCommand::List { api }) => {
             commands::tokens::list(g, &api_client(api)?)
         }
@@ -289,7 +290,7 @@ fn secrets_command(g: &cli::Global, command: &cli::SecretsCommand) -> Result<(),
 }
 
 fn api_client(api: &cli::Api) -> Result<Client, CliError> {
-    Client::new(api.controller.as_deref(), api.token.as_deref())
+    Client::from_api(api)
 }
 
 /// A command line clap refused: help and version as clap prints them (exit

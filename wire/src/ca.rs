@@ -208,6 +208,30 @@ impl FleetCa {
         not_before: SystemTime,
         not_after: SystemTime,
     ) -> Result<Identity, WireError> {
+        self.issue_naming(role, name, &[], (not_before, not_after))
+    }
+
+    /// Issues the controller's HTTPS API certificate: a controller
+    /// certificate (`api.controller.vt`, `localhost`, loopback) that also
+    /// names `names` (DNS names or IP addresses), valid from now (back-dated
+    /// for clock skew) for `validity`.
+    pub fn issue_api(&self, names: &[String], validity: Duration) -> Result<Identity, WireError> {
+        let now = SystemTime::now();
+        self.issue_naming(
+            Role::Controller,
+            "api",
+            names,
+            (now - CLOCK_SKEW, now + validity),
+        )
+    }
+
+    fn issue_naming(
+        &self,
+        role: Role,
+        name: &str,
+        names: &[String],
+        (not_before, not_after): (SystemTime, SystemTime),
+    ) -> Result<Identity, WireError> {
         let id = PeerId::new(role, name)?;
         let mut sans = vec![id.dns_name()];
         if role == Role::Controller {
@@ -215,6 +239,13 @@ impl FleetCa {
                 [CONTROLLER_SERVER_NAME, "localhost", "127.0.0.1", "::1"].map(str::to_owned),
             );
         }
+        sans.extend(
+            names
+                .iter()
+                .filter(|n| !sans.contains(n))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
         let mut params = CertificateParams::new(sans)?;
         params.distinguished_name = DistinguishedName::new();
         params

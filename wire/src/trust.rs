@@ -52,6 +52,46 @@ pub fn roots(extra: Option<&Path>) -> Result<RootCertStore, WireError> {
     Ok(store)
 }
 
+/// The server configuration of the controller's HTTPS API: `identity`'s
+/// certificate (from the fleet CA, or the operator's own chain), no client
+/// certificates, HTTP/2 and HTTP/1.1.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, WireError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The server configuration of an identity the fleet CA issued.
+pub fn identity_server_config(
+    identity: &crate::Identity,
+) -> Result<Arc<rustls::ServerConfig>, WireError> {
+    server_config(vec![identity.cert_der().clone()], identity.private_key())
+}
+
+/// The server configuration of an operator's certificate chain and key
+/// (PEM files).
+pub fn pem_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, WireError> {
+    let chain = read_bundle(cert)?;
+    let bytes = std::fs::read(key).map_err(|source| WireError::ReadFile {
+        path: key.to_path_buf(),
+        source,
+    })?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&bytes).map_err(|source| {
+        WireError::Pem {
+            what: format!("the private key {}", key.display()),
+            source,
+        }
+    })?;
+    server_config(chain, key)
+}
+
 /// The client configuration of outbound HTTPS (ring provider, TLS 1.2 and
 /// 1.3, verified against [`roots`]).
 pub fn client_config(extra: Option<&Path>) -> Result<Arc<ClientConfig>, WireError> {

@@ -74,10 +74,22 @@ pub struct EventsQuery {
     pub follow: bool,
 }
 
-/// Serves the API on `listener` until aborted.
-pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
+/// Serves the API on `listener` until aborted: over TLS with `tls`, else
+/// plain HTTP (loopback only, `api_tls::server_config` decides).
+pub async fn serve(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let app = router(shared);
-    if let Err(e) = axum::serve(listener, app).await {
+    let served = match tls {
+        Some(config) => match crate::controller::api_tls::TlsListener::new(listener, config) {
+            Ok(listener) => axum::serve(listener, app).await,
+            Err(e) => Err(e),
+        },
+        None => axum::serve(listener, app).await,
+    };
+    if let Err(e) = served {
         warn!(error = %e, "the HTTP API stopped");
     }
 }

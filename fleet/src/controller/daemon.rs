@@ -102,9 +102,11 @@ pub async fn run(
         addr: settings.quic,
         source,
     })?;
-    info!(quic = %quic_addr, http = %http_addr, repo = %settings.repo, branch = %settings.branch, "controller listening");
+    let tls = crate::controller::api_tls::server_config(&settings.api_tls, &ca, http_addr)?;
+    let scheme = settings.api_tls.scheme();
+    info!(quic = %quic_addr, http = %http_addr, %scheme, repo = %settings.repo, branch = %settings.branch, "controller listening");
     println!(
-        "vt controller: quic {quic_addr}, http http://{http_addr}, repo {} ({})",
+        "vt controller: quic {quic_addr}, http {scheme}://{http_addr}, repo {} ({})",
         settings.repo, settings.branch
     );
 
@@ -126,7 +128,8 @@ pub async fn run(
     let quic = tokio::spawn(
         sessions::serve(shared.clone(), endpoint.clone(), enroller).instrument(info_span!("quic")),
     );
-    let http = tokio::spawn(api::serve(shared.clone(), listener).instrument(info_span!("api")));
+    let http =
+        tokio::spawn(api::serve(shared.clone(), listener, tls).instrument(info_span!("api")));
 
     shutdown.await;
     info!("controller stopping");

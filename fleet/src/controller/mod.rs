@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod api;
+pub mod api_tls;
 pub mod attach;
 pub mod daemon;
 pub mod delivery;

@@ -95,6 +95,44 @@ pub struct Settings {
     /// credential.helper` syntax), tried after `git/credentials`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_credential_helper: Option<String>,
+    /// How the API is served: HTTPS by default.
+    #[serde(default, skip_serializing_if = "ApiTls::is_default")]
+    pub api_tls: ApiTls,
+}
+
+/// How the API is served: HTTPS with a certificate from the fleet CA (the
+/// default: it names the listen address, `localhost` and loopback, and
+/// `names`), or with the operator's own certificate, or plain HTTP, which is
+/// refused unless the API listens on loopback.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiTls {
+    /// Serve plain HTTP (loopback only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain_http: bool,
+    /// The operator's certificate chain (PEM) instead of one from the fleet CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// More names (DNS names or IP addresses) for the fleet CA's certificate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+impl ApiTls {
+    fn is_default(&self) -> bool {
+        *self == ApiTls::default()
+    }
+
+    /// The URL scheme the API is served with.
+    pub fn scheme(&self) -> &'static str {
+        if self.plain_http {
+            "http"
+        } else {
+            "https"
+        }
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -112,6 +150,7 @@ impl std::fmt::Debug for Settings {
             .field("endpoint_prefix", &self.endpoint_prefix)
             .field("ipv4_pool", &self.ipv4_pool)
             .field("git_credential_helper", &self.git_credential_helper)
+            .field("api_tls", &self.api_tls)
             .finish()
     }
 }
@@ -229,6 +268,7 @@ pub fn init(
         endpoint_prefix: default_endpoint_prefix(),
         ipv4_pool: None,
         git_credential_helper: None,
+        api_tls: ApiTls::default(),
     };
     write_private(&dir.join(SETTINGS_FILE), &settings_json(dir, &settings)?)?;
     made.keep();

@@ -17,20 +17,26 @@ pub struct Api {
 pub type Answer = (u16, Value);
 
 impl Api {
-    /// A client of `base` (`http://127.0.0.1:PORT`).
-    pub fn new(base: &str, token: Option<&str>) -> Api {
+    /// A client of `base` (`https://127.0.0.1:PORT`, or `http://` for a
+    /// `vt dev` stack), trusting the system's roots and the CA bundle `ca`.
+    pub fn new(base: &str, token: Option<&str>, ca: Option<&std::path::Path>) -> Api {
+        let tls = vt_wire::trust::client_config(ca).expect("the CA bundle");
         Api {
             base: base.trim_end_matches('/').to_string(),
             token: token.map(str::to_string),
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(5))
+                .tls_config(tls)
                 .build(),
         }
     }
 
     /// The same controller with another token (or none).
     pub fn with_token(&self, token: Option<&str>) -> Api {
-        Api::new(&self.base, token)
+        Api {
+            token: token.map(str::to_string),
+            ..self.clone()
+        }
     }
 
     fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<Answer, String> {

@@ -2,6 +2,7 @@
 //! WebSocket (`GET /v1/exec/attach`) opened the way `vt exec -it` opens it,
 //! speaking the documented messages as raw JSON and bytes.
 
+use super::fleet::Controller;
 use serde_json::{json, Value};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -21,24 +22,33 @@ pub struct Attach {
 }
 
 impl Attach {
-    /// Opens `/v1/exec/attach?QUERY` on the controller at `base` (`http://…`).
-    pub fn open(base: &str, token: &str, query: &str) -> Attach {
+    /// Opens `/v1/exec/attach?QUERY` on `controller` (over TLS, trusting the fleet CA).
+    pub fn open(controller: &Controller, token: &str, query: &str) -> Attach {
+        let base = controller.url();
         let url = format!(
             "{}/v1/exec/attach?{query}",
-            base.replacen("http://", "ws://", 1)
+            base.replacen("https://", "wss://", 1)
+                .replacen("http://", "ws://", 1)
         );
         let mut request = url.into_client_request().expect("a WebSocket request");
         request.headers_mut().insert(
             "authorization",
             format!("Bearer {token}").parse().expect("a header value"),
         );
-        let (mut socket, _) = tungstenite::connect(request)
-            .unwrap_or_else(|e| panic!("cannot attach with {query}: {e}"));
-        if let MaybeTlsStream::Plain(stream) = socket.get_mut() {
-            stream
-                .set_read_timeout(Some(Duration::from_millis(50)))
-                .expect("set a read timeout");
-        }
+        let tcp = TcpStream::connect(controller.http).expect("connect to the API");
+        let tls = vt_wire::trust::client_config(Some(controller.ca())).expect("the fleet CA");
+        let connector = tungstenite::Connector::Rustls(tls);
+        let (mut socket, _) =
+            tungstenite::client_tls_with_config(request, tcp, None, Some(connector))
+                .unwrap_or_else(|e| panic!("cannot attach with {query}: {e}"));
+        // Reads poll: a short timeout once the handshakes are done.
+        let tcp = match socket.get_mut() {
+            MaybeTlsStream::Rustls(stream) => &stream.sock,
+            MaybeTlsStream::Plain(stream) => &*stream,
+            _ => panic!("an unexpected stream kind"),
+        };
+        tcp.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("set a read timeout");
         Attach {
             socket,
             stdout: Vec::new(),

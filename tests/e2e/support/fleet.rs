@@ -119,7 +119,7 @@ impl FleetDir {
     /// Starts `vt fleet run` on given addresses (a restart keeps the hosts' address).
     pub fn start_at(&self, quic: Option<SocketAddr>, http: Option<SocketAddr>) -> Controller {
         let proc = self.spawn_run(quic, http);
-        Controller::listening(proc, &self.env, self.api_token())
+        Controller::listening(proc, &self.env, self.api_token(), self.dir.join("ca.pem"))
     }
 
     /// Starts `vt fleet run` without waiting for anything.
@@ -145,14 +145,18 @@ pub struct Controller {
     pub quic: SocketAddr,
     /// The API's address.
     pub http: SocketAddr,
+    /// `https`, or `http` when fleet.json asks for plain HTTP.
+    scheme: String,
+    /// The fleet CA, which signs the API's certificate.
+    ca: PathBuf,
     token: String,
     env: Env,
 }
 
 impl Controller {
-    fn listening(mut proc: Proc, env: &Env, token: String) -> Controller {
-        // "vt controller: quic ADDR, http http://ADDR, repo ..."
-        let (quic, http) = wait_until(
+    fn listening(mut proc: Proc, env: &Env, token: String, ca: PathBuf) -> Controller {
+        // "vt controller: quic ADDR, http https://ADDR, repo ..."
+        let (quic, (scheme, http)) = wait_until(
             "the controller prints its addresses",
             Duration::from_secs(15),
             || {
@@ -162,10 +166,11 @@ impl Controller {
                 let stdout = proc.stdout();
                 let line = stdout.lines().find(|l| l.starts_with("vt controller: "))?;
                 let quic = line.split("quic ").nth(1)?.split(',').next()?;
-                let http = line.split("http http://").nth(1)?.split(',').next()?;
+                let url = line.split(" http ").nth(1)?.split(',').next()?;
+                let (scheme, http) = url.split_once("://")?;
                 Some((
                     quic.parse().expect("a QUIC address"),
-                    http.parse().expect("an HTTP address"),
+                    (scheme.to_string(), http.parse().expect("an HTTP address")),
                 ))
             },
         );
@@ -173,6 +178,8 @@ impl Controller {
             proc,
             quic,
             http,
+            scheme,
+            ca,
             token,
             env: env.clone(),
         }
@@ -185,12 +192,17 @@ impl Controller {
 
     /// Its base URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.http)
+        format!("{}://{}", self.scheme, self.http)
     }
 
-    /// An API client with the fleet's token.
+    /// The fleet CA's certificate (what `vt login --ca` and `VT_CA` name).
+    pub fn ca(&self) -> &Path {
+        &self.ca
+    }
+
+    /// An API client with the fleet's token, trusting the fleet CA.
     pub fn api(&self) -> Api {
-        Api::new(&self.url(), Some(&self.token))
+        Api::new(&self.url(), Some(&self.token), Some(&self.ca))
     }
 
     /// Runs `vt ARGS -o json` against it (VT_CONTROLLER and VT_TOKEN set).
@@ -202,7 +214,7 @@ impl Controller {
     /// end with the command).
     pub fn cli_plain(&self, args: &[&str]) -> Out {
         let mut cmd = self.env.vt_command(Path::new("/"), args);
-        cmd.env("VT_CONTROLLER", self.url());
+        cmd.env("VT_CONTROLLER", self.url()).env("VT_CA", &self.ca);
         cmd.env("VT_TOKEN", &self.token);
         self.env.run("vt-cli", cmd)
     }
@@ -215,7 +227,7 @@ impl Controller {
     /// `vt ARGS` in `cwd` against it, not started yet.
     pub fn cli_command(&self, cwd: &Path, args: &[&str]) -> std::process::Command {
         let mut cmd = self.env.vt_command(cwd, args);
-        cmd.env("VT_CONTROLLER", self.url());
+        cmd.env("VT_CONTROLLER", self.url()).env("VT_CA", &self.ca);
         cmd.env("VT_TOKEN", &self.token);
         cmd
     }
@@ -225,7 +237,7 @@ impl Controller {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
         let mut cmd = self.env.vt_command(Path::new("/"), &all);
-        cmd.env("VT_CONTROLLER", self.url());
+        cmd.env("VT_CONTROLLER", self.url()).env("VT_CA", &self.ca);
         if let Some(token) = token {
             cmd.env("VT_TOKEN", token);
         }

@@ -62,7 +62,8 @@ impl Net {
     /// Creates the namespaces, links and addresses.
     pub fn new() -> Net {
         let n = std::process::id() % 200 + 20;
-        let tag = format!("vt{n}");
+        // Not `vt…`: hosts treat `vt*` links as instance TAPs (and firewall them so).
+        let tag = format!("ve{n}");
         let (edge, client) = (format!("{tag}e"), format!("{tag}c"));
         // Leftovers of an earlier run with the same number.
         for ns in [&edge, &client] {

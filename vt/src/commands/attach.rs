@@ -69,10 +69,14 @@ pub fn run(client: &Client, args: ExecArgs) -> Result<u8, CliError> {
         rows,
     };
     let mut socket = client.websocket("/v1/exec/attach", &query.to_query_string())?;
-    if let MaybeTlsStream::Plain(stream) = socket.get_mut() {
-        stream
-            .set_read_timeout(Some(POLL))
-            .map_err(|e| broken(&e))?;
+    // Reads poll, so that input is forwarded while output is awaited.
+    let tcp = match socket.get_mut() {
+        MaybeTlsStream::Plain(stream) => Some(&*stream),
+        MaybeTlsStream::Rustls(stream) => Some(&stream.sock),
+        _ => None,
+    };
+    if let Some(tcp) = tcp {
+        tcp.set_read_timeout(Some(POLL)).map_err(|e| broken(&e))?;
     }
     let (tx, rx) = mpsc::channel();
     if args.interactive {

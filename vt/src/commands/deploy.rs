@@ -49,7 +49,7 @@ pub fn run(g: &Global, args: &DeployArgs) -> Result<(), CliError> {
         )
         .hint("run `git pull --rebase`, check the result with `vt diff`, then deploy again"));
     }
-    let client = Client::new(args.api.controller.as_deref(), args.api.token.as_deref())?;
+    let client = Client::from_api(&args.api)?;
 
     let mut touched = Vec::new();
     if let Some(image) = &args.image {

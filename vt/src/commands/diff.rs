@@ -86,16 +86,11 @@ pub fn report(g: &Global, args: &DiffArgs) -> Result<DiffReport, CliError> {
     let against = match args.against {
         Some(a) => a,
         None if args.topology.is_some() => Against::Sim,
-        None if Client::new(args.api.controller.as_deref(), args.api.token.as_deref()).is_ok() => {
-            Against::Fleet
-        }
+        None if Client::from_api(&args.api).is_ok() => Against::Fleet,
         None => Against::Sim,
     };
     let live = match against {
-        Against::Fleet => Some(Client::new(
-            args.api.controller.as_deref(),
-            args.api.token.as_deref(),
-        )?),
+        Against::Fleet => Some(Client::from_api(&args.api)?),
         // `vt dev` applies the working tree as it is saved: its hosts are
         // the fleet, simulated, and the base is a revision (HEAD).
         Against::Dev | Against::Sim => None,

@@ -81,7 +81,10 @@ struct Initialized {
     repo: String,
     branch: String,
     quic: SocketAddr,
+    /// The API's URL (HTTPS unless fleet.json says otherwise).
     controller: String,
+    /// The fleet CA that signs the API's certificate (`vt login --ca`).
+    ca: String,
     token: String,
     /// The fleet's age recipient for secrets.
     recipient: String,
@@ -135,7 +138,8 @@ pub fn init(
         repo: settings.repo.clone(),
         branch: settings.branch.clone(),
         quic: settings.quic,
-        controller: format!("http://{}", settings.http),
+        controller: format!("{}://{}", settings.api_tls.scheme(), settings.http),
+        ca: state_dir.join(vt_wire::CA_CERT_FILE).display().to_string(),
         token: settings.api_token.clone(),
         recipient,
         vt_yaml_updated,
@@ -155,7 +159,7 @@ pub fn init(
             None => secrets,
         };
         format!(
-            "{} fleet in {} tracking {} ({})\nstart it:        vt fleet run --state-dir {}\njoin a host:     vt fleet token create --role host --state-dir {}\nuse the CLI:     export VT_CONTROLLER={} VT_TOKEN={}\n{secrets}",
+            "{} fleet in {} tracking {} ({})\nstart it:        vt fleet run --state-dir {}\njoin a host:     vt fleet token create --role host --state-dir {}\nuse the CLI:     vt login {} --ca {} --token {}\n{secrets}",
             s.green("created"),
             done.state_dir,
             done.repo,
@@ -163,6 +167,7 @@ pub fn init(
             done.state_dir,
             done.state_dir,
             done.controller,
+            done.ca,
             done.token
         )
     });

@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod fleet;
 pub mod follow;
 pub mod init;
+pub mod login;
 pub mod observe;
 pub mod read;
 pub mod rollback;

@@ -67,7 +67,7 @@ pub fn run(g: &Global, args: &RollbackArgs) -> Result<(), CliError> {
     // With --merge the rollout is followed unless --no-wait; a pull request
     // only with --wait (until it is merged).
     let follows = (args.merge && !args.wait.no_wait) || args.wait.wait;
-    let client = Client::new(args.api.controller.as_deref(), args.api.token.as_deref())?;
+    let client = Client::from_api(&args.api)?;
     let cursor = if follows {
         Some(follow::cursor(&client)?)
     } else {

@@ -470,7 +470,7 @@ pub fn preview(
     let root = find_root(global)?;
     let new = load(global, None)?;
     let old = vt_repo::load(&Snapshot::from_git(&root, "HEAD")?);
-    let client = Client::new(api.controller.as_deref(), api.token.as_deref()).ok();
+    let client = Client::from_api(api).ok();
     let mut out = Vec::new();
     for e in &new.state.envs {
         if app.is_some_and(|a| e.app != a && e.app_qualified() != a)

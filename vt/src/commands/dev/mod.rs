@@ -108,7 +108,7 @@ pub fn run(g: &Global, args: &DevArgs) -> Result<(), CliError> {
 
     let mut stack = Stack::new()?;
     let controller = format!("http://{}", settings.http);
-    let client = Client::new(Some(&controller), Some(&settings.api_token))?;
+    let client = Client::new(Some(&controller), Some(&settings.api_token), None)?;
     start(&mut stack, &rx, &dev, &settings, &hosts, runtime, &client)?;
     let file = DevFile {
         controller: controller.clone(),
@@ -265,6 +265,8 @@ fn fleet_settings(dev: &DevDir, root: &Path) -> Result<Settings, CliError> {
     };
     let before = settings.clone();
     settings.repo = repo;
+    // The dev stack is this machine's alone: its API is plain HTTP on loopback.
+    settings.api_tls.plain_http = true;
     settings.quic = port(Some(settings.quic), Proto::Udp, "the controller's QUIC")?;
     settings.http = port(Some(settings.http), Proto::Tcp, "the controller's API")?;
     if fresh || settings != before {
