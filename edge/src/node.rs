@@ -9,10 +9,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{info, info_span, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 use vt_plan::{HostId, InstanceId};
 use vt_wire::backoff::Reconnect;
 use vt_wire::messages::{ControllerMessage, EdgeMessage, Route};
+use vt_wire::Credentials;
 use vt_wire::{
     self as wire, frame, node_identity, NodeError, Role, WireError, CONTROLLER_SERVER_NAME,
 };
@@ -68,13 +69,15 @@ pub async fn run(
     };
     let control = wire::client_endpoint(any(opts.controller.is_ipv6()), Some(&identity), &ca)?;
     let tunnels = wire::client_endpoint(any(true), Some(&identity), &ca)?;
+    let mut credentials =
+        Credentials::new(identity, ca, opts.state_dir.clone(), control.clone(), None);
     let relays = Arc::new(Relays::new(Pool::new(tunnels)));
     let mut listeners = Listeners::new(opts.assign_to.clone());
     let sessions = async {
         let mut reconnect = Reconnect::default();
         loop {
             let span = info_span!("session", edge = %opts.name, controller = %opts.controller);
-            let ended = session(&control, &opts, &relays, &mut listeners)
+            let ended = session(&mut credentials, &opts, &relays, &mut listeners)
                 .instrument(span)
                 .await;
             reconnect
@@ -95,12 +98,13 @@ pub async fn run(
 }
 
 async fn session(
-    endpoint: &quinn::Endpoint,
+    credentials: &mut Credentials,
     opts: &EdgeOptions,
     relays: &Arc<Relays>,
     listeners: &mut Listeners,
 ) -> Result<(), WireError> {
-    let conn = wire::connect(endpoint, opts.controller, CONTROLLER_SERVER_NAME).await?;
+    credentials.session_started();
+    let conn = wire::connect(&credentials.client, opts.controller, CONTROLLER_SERVER_NAME).await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     frame::send(
         &mut send,
@@ -132,6 +136,11 @@ async fn session(
                     listeners.reconcile(relays);
                     send_now = true;
                 }
+                Ok(Some(ControllerMessage::Renewed { cert_pem })) => {
+                    if let Err(e) = renewed(credentials, relays, &cert_pem) {
+                        warn!(error = %wire::error_chain(&e), "cannot use the renewed certificate");
+                    }
+                }
                 Ok(Some(_)) => {}
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
@@ -139,6 +148,15 @@ async fn session(
             _ = tick.tick() => {
                 since_sent += 1;
                 send_now = since_sent >= 5;
+                match credentials.due(std::time::SystemTime::now()) {
+                    Ok(Some(csr_pem)) => {
+                        if let Err(e) = frame::send(&mut send, &EdgeMessage::Renew { csr_pem }).await {
+                            break Err(e);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => warn!(error = %wire::error_chain(&e), "cannot ask for a renewal"),
+                }
             }
         }
         let endpoints = relays.stats.snapshot();
@@ -159,6 +177,20 @@ async fn session(
     };
     reader.abort();
     result
+}
+
+/// Takes the renewed certificate: the session's endpoint presents it from
+/// the next connection, tunnels to hosts from a new endpoint.
+fn renewed(
+    credentials: &mut Credentials,
+    relays: &Relays,
+    cert_pem: &str,
+) -> Result<(), WireError> {
+    let identity = credentials.renewed(cert_pem)?.clone();
+    let bind = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+    let tunnels = wire::client_endpoint(bind, Some(&identity), credentials.ca())?;
+    relays.pool.use_endpoint(tunnels);
+    Ok(())
 }
 
 /// Replaces the routing table and forgets what it no longer names.

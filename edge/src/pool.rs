@@ -62,7 +62,9 @@ impl Default for HostSlot {
 
 /// The edge's connections to hosts.
 pub struct Pool {
-    endpoint: quinn::Endpoint,
+    /// Replaced when the edge's certificate is renewed (connections open on
+    /// the old one stay until they close).
+    endpoint: Mutex<quinn::Endpoint>,
     hosts: Mutex<HashMap<String, Arc<tokio::sync::Mutex<HostSlot>>>>,
 }
 
@@ -70,9 +72,15 @@ impl Pool {
     /// A pool dialling from `endpoint` (a client endpoint with the edge's certificate).
     pub fn new(endpoint: quinn::Endpoint) -> Pool {
         Pool {
-            endpoint,
+            endpoint: Mutex::new(endpoint),
             hosts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Dials new connections from `endpoint` (one presenting a renewed
+    /// certificate) from now on.
+    pub fn use_endpoint(&self, endpoint: quinn::Endpoint) {
+        *self.endpoint.lock().unwrap_or_else(|p| p.into_inner()) = endpoint;
     }
 
     fn slot(&self, host: &str) -> Arc<tokio::sync::Mutex<HostSlot>> {
@@ -132,9 +140,14 @@ impl Pool {
                 host: host.to_string(),
                 why: e.to_string(),
             })?;
+        let endpoint = self
+            .endpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let attempt = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            wire::connect(&self.endpoint, addr, &server_name),
+            wire::connect(&endpoint, addr, &server_name),
         )
         .await;
         match attempt {

@@ -13,6 +13,7 @@ use tracing::{info, info_span, warn, Instrument};
 use vt_wire::backoff::Reconnect;
 use vt_wire::clock::now;
 use vt_wire::messages::{ControllerMessage, ExecCommand, ExecEvent, HostMessage, HostRegistration};
+use vt_wire::Credentials;
 use vt_wire::{
     self as wire, frame, node_identity, NodeError, Role, WireError, CONTROLLER_SERVER_NAME,
 };
@@ -61,13 +62,14 @@ pub async fn run(
     )
     .await?;
     let targets = Arc::new(Targets::default());
-    let tunnel_server = match opts.tunnel {
+    let (tunnel_server, tunnel_endpoint) = match opts.tunnel {
         Some(addr) => {
             let server = wire::server_endpoint(addr, &identity, &ca, wire::ClientAuth::Required)?;
             info!(%addr, "tunnel server listening for edges");
-            Some(tokio::spawn(tunnel::serve(server, targets.clone())))
+            let serving = tokio::spawn(tunnel::serve(server.clone(), targets.clone()));
+            (Some(serving), Some(server))
         }
-        None => None,
+        None => (None, None),
     };
     let bind: SocketAddr = if opts.controller.is_ipv6() {
         "[::]:0"
@@ -77,12 +79,19 @@ pub async fn run(
     .parse()
     .map_err(|_| WireError::NoMessage)?;
     let endpoint = wire::client_endpoint(bind, Some(&identity), &ca)?;
+    let mut credentials = Credentials::new(
+        identity,
+        ca,
+        opts.state_dir.clone(),
+        endpoint.clone(),
+        tunnel_endpoint,
+    );
     let name = opts.registration.name.clone();
     let sessions = async {
         let mut reconnect = Reconnect::default();
         loop {
             let span = info_span!("session", host = %name, controller = %opts.controller);
-            let ended = session(&endpoint, &opts, runtime.as_mut(), &targets)
+            let ended = session(&mut credentials, &opts, runtime.as_mut(), &targets)
                 .instrument(span)
                 .await;
             reconnect.after(ended, "session failed").await;
@@ -110,12 +119,13 @@ pub async fn run(
 }
 
 async fn session(
-    endpoint: &quinn::Endpoint,
+    credentials: &mut Credentials,
     opts: &AgentOptions,
     runtime: &mut dyn Runtime,
     targets: &Targets,
 ) -> Result<(), WireError> {
-    let conn = wire::connect(endpoint, opts.controller, CONTROLLER_SERVER_NAME).await?;
+    credentials.session_started();
+    let conn = wire::connect(&credentials.client, opts.controller, CONTROLLER_SERVER_NAME).await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     frame::send(&mut send, &HostMessage::Register(opts.registration.clone())).await?;
     let heartbeat = match frame::recv::<ControllerMessage>(&mut recv).await? {
@@ -156,6 +166,7 @@ async fn session(
     let mut drainer = Drainer::new(opts.drain_timeout.as_millis() as u64);
     let (mut wanted, mut applied) = (Vec::new(), Vec::new());
     let mut last_report = tokio::time::Instant::now();
+    let mut renew = None;
     let result = loop {
         let mut report_now = false;
         tokio::select! {
@@ -193,6 +204,11 @@ async fn session(
                     }
                     report_now = true;
                 }
+                Ok(Some(ControllerMessage::Renewed { cert_pem })) => {
+                    if let Err(e) = credentials.renewed(&cert_pem) {
+                        warn!(error = %vt_wire::error_chain(&e), "cannot use the renewed certificate");
+                    }
+                }
                 Ok(Some(ControllerMessage::Assign { instances })) => {
                     wanted = instances;
                     applied = drainer.filter(&wanted, &applied, |id| targets.open(id), now());
@@ -213,6 +229,15 @@ async fn session(
                     }
                 }
                 report_now = runtime.poll(now()) || last_report.elapsed() >= heartbeat;
+                match credentials.due(std::time::SystemTime::now()) {
+                    Ok(request) => renew = request,
+                    Err(e) => warn!(error = %vt_wire::error_chain(&e), "cannot ask for a renewal"),
+                }
+            }
+        }
+        if let Some(csr_pem) = renew.take() {
+            if let Err(e) = frame::send(&mut send, &HostMessage::Renew { csr_pem }).await {
+                break Err(e);
             }
         }
         if report_now {

@@ -77,6 +77,8 @@ pub mod kind {
     pub const NODE_ENROLLED: &str = "node.enrolled";
     /// A join was refused (a token used before, a name enrolled already).
     pub const NODE_REFUSED: &str = "node.refused";
+    /// A host or an edge renewed its certificate over its session.
+    pub const NODE_RENEWED: &str = "node.renewed";
     /// An operator revoked a host or an edge: its sessions are refused.
     pub const NODE_REVOKED: &str = "node.revoked";
     /// An operator removed a host's or an edge's enrolment: the name may join again.

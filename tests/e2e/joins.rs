@@ -215,3 +215,66 @@ fn a_revoked_host_is_cut_off_and_a_removed_name_can_join_again() {
         assert_eq!(error["code"], "E_NOT_FOUND", "{out}");
     }
 }
+
+/// The SHA-256 (hex) of the certificate in `pem_file`.
+fn fingerprint(pem_file: &Path) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use sha2::Digest;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(pem_file).expect("a certificate");
+    hex::encode(sha2::Sha256::digest(der.as_ref()))
+}
+
+#[test]
+fn a_certificate_near_expiry_is_renewed_over_the_session_without_a_restart() {
+    let sb = Sandbox::new();
+    let repo = Repo::init(&sb, "repo");
+    let fleet = FleetDir::init(&sb, "fleet", &repo.path().display().to_string());
+    // Fifteen seconds: renewed with five left, every ten seconds.
+    fleet.set("node_cert_validity_ms", json!(15_000));
+    let ctl = fleet.start();
+    let api = ctl.api();
+    let token = fleet.join_token("host", "10m");
+    let dir = sb.path().join("h1");
+    let h1 = run_host(&sb, &ctl, &token, "h1", &dir);
+    wait_ready(&api, "h1");
+    let enrolled = Instant::now();
+    let first = fingerprint(&dir.join("node.pem"));
+    let recorded = |api: &Api| {
+        api.get("/v1/nodes")[0]["fingerprint"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert_eq!(recorded(&api).as_deref(), Some(first.as_str()));
+
+    wait_until("a node.renewed event", Duration::from_secs(15), || {
+        (!events(&api, "node.renewed").is_empty()).then_some(())
+    });
+    let renewed = wait_until(
+        "the host saved its new certificate",
+        Duration::from_secs(5),
+        || {
+            let now = fingerprint(&dir.join("node.pem"));
+            (now != first && recorded(&api).as_deref() == Some(now.as_str())).then_some(now)
+        },
+    );
+    assert_ne!(renewed, first);
+    assert!(
+        h1.stderr().contains("renewed the certificate"),
+        "{}",
+        h1.output()
+    );
+
+    // Past the first certificate's expiry, a new session (the controller
+    // restarted) is made with the renewed one: the same agent, no restart.
+    std::thread::sleep(Duration::from_secs(16).saturating_sub(enrolled.elapsed()));
+    let registered = events(&api, "host.registered").len();
+    let (quic, http) = (ctl.quic, ctl.http);
+    drop(ctl);
+    let ctl = fleet.start_at(Some(quic), Some(http));
+    let api = ctl.api();
+    wait_until("h1 registers again", Duration::from_secs(15), || {
+        (events(&api, "host.registered").len() > registered).then_some(())
+    });
+    let log = ctl.proc.stderr();
+    assert!(!log.contains("refused"), "{log}");
+}

@@ -148,13 +148,7 @@ impl FleetCa {
         }
         let now = SystemTime::now();
         let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "vt fleet");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "vt fleet CA");
+        params.distinguished_name = fleet_name(&[(DnType::CommonName, "vt fleet CA")]);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -230,45 +224,89 @@ impl FleetCa {
         role: Role,
         name: &str,
         names: &[String],
-        (not_before, not_after): (SystemTime, SystemTime),
+        window: (SystemTime, SystemTime),
     ) -> Result<Identity, WireError> {
-        let id = PeerId::new(role, name)?;
-        let mut sans = vec![id.dns_name()];
-        if role == Role::Controller {
-            sans.extend(
-                [CONTROLLER_SERVER_NAME, "localhost", "127.0.0.1", "::1"].map(str::to_owned),
-            );
-        }
-        sans.extend(
-            names
-                .iter()
-                .filter(|n| !sans.contains(n))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
-        let mut params = CertificateParams::new(sans)?;
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "vt fleet");
-        params
-            .distinguished_name
-            .push(DnType::OrganizationalUnitName, role.as_str());
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = not_before.into();
-        params.not_after = not_after.into();
-        params.serial_number = Some(random_serial()?);
+        let params = node_params(&PeerId::new(role, name)?, names, window)?;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Identity::from_pem(&cert.pem(), &key.serialize_pem())
     }
+
+    /// Renews `peer`'s certificate: signs the public key of the certificate
+    /// request `csr_pem` (made by the node with a new key) for `peer`'s role
+    /// and name — whatever else the request asks — valid from now
+    /// (back-dated for clock skew) for `validity`. Returns the certificate.
+    pub fn renew(
+        &self,
+        peer: &PeerId,
+        csr_pem: &str,
+        validity: Duration,
+    ) -> Result<String, WireError> {
+        let request = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+        let now = SystemTime::now();
+        let params = node_params(peer, &[], (now - CLOCK_SKEW, now + validity))?;
+        Ok(params.signed_by(&request.public_key, &self.issuer)?.pem())
+    }
+}
+
+/// A distinguished name `O=vt fleet` followed by `more`.
+fn fleet_name(more: &[(DnType, &str)]) -> DistinguishedName {
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, "vt fleet");
+    for (kind, value) in more {
+        name.push(kind.clone(), *value);
+    }
+    name
+}
+
+/// When a DER certificate is valid: from, until.
+pub(crate) fn validity_of(der: &[u8]) -> Result<(SystemTime, SystemTime), WireError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| WireError::CertificateParse(e.to_string()))?;
+    let at = |t: &x509_parser::time::ASN1Time| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0))
+    };
+    Ok((
+        at(&parsed.validity().not_before),
+        at(&parsed.validity().not_after),
+    ))
+}
+
+/// What every certificate the fleet CA issues says: see
+/// [`FleetCa::issue_between`].
+fn node_params(
+    id: &PeerId,
+    names: &[String],
+    (not_before, not_after): (SystemTime, SystemTime),
+) -> Result<CertificateParams, WireError> {
+    let (role, name) = (id.role, id.name.as_str());
+    let mut sans = vec![id.dns_name()];
+    if role == Role::Controller {
+        sans.extend([CONTROLLER_SERVER_NAME, "localhost", "127.0.0.1", "::1"].map(str::to_owned));
+    }
+    sans.extend(
+        names
+            .iter()
+            .filter(|n| !sans.contains(n))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let mut params = CertificateParams::new(sans)?;
+    params.distinguished_name = fleet_name(&[
+        (DnType::OrganizationalUnitName, role.as_str()),
+        (DnType::CommonName, name),
+    ]);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = not_before.into();
+    params.not_after = not_after.into();
+    params.serial_number = Some(random_serial()?);
+    Ok(params)
 }
 
 /// A node's own certificate and private key, as issued by the fleet CA.
@@ -278,6 +316,8 @@ pub struct Identity {
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
     peer: PeerId,
+    /// When the certificate is valid: from, until.
+    valid: (SystemTime, SystemTime),
 }
 
 impl Identity {
@@ -300,12 +340,14 @@ impl Identity {
                 source,
             })?;
         let peer = peer_id_from_cert(&cert)?;
+        let valid = validity_of(&cert)?;
         Ok(Identity {
             cert_pem: cert_pem.to_owned(),
             key_pem: key_pem.to_owned(),
             cert,
             key,
             peer,
+            valid,
         })
     }
 
@@ -325,6 +367,21 @@ impl Identity {
     /// The role and name the certificate carries.
     pub fn peer_id(&self) -> &PeerId {
         &self.peer
+    }
+
+    /// When the certificate expires.
+    pub fn expires(&self) -> SystemTime {
+        self.valid.1
+    }
+
+    /// When to renew it: with a third of its lifetime left (the lifetime
+    /// counted from issue, without the back-dating for clock skew).
+    pub fn renew_at(&self) -> SystemTime {
+        let (from, until) = self.valid;
+        let lifetime = until
+            .duration_since(from + CLOCK_SKEW)
+            .unwrap_or(Duration::ZERO);
+        until - lifetime / 3
     }
 
     /// The certificate as PEM.
@@ -356,6 +413,7 @@ impl Clone for Identity {
             cert: self.cert.clone(),
             key: self.key.clone_key(),
             peer: self.peer.clone(),
+            valid: self.valid,
         }
     }
 }

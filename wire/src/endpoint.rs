@@ -54,6 +54,36 @@ pub fn server_endpoint(
     ca: &CaCert,
     client_auth: ClientAuth,
 ) -> Result<Endpoint, WireError> {
+    let config = server_config(identity, ca, client_auth)?;
+    Endpoint::server(config, bind).map_err(|source| WireError::Bind { addr: bind, source })
+}
+
+/// Makes `client` present `identity` from its next connection on, and
+/// `server` (with `client_auth`) too: a renewed certificate in use without
+/// a restart. Open connections keep the certificate they started with.
+pub fn use_identity(
+    client: &mut Endpoint,
+    server: Option<(&Endpoint, ClientAuth)>,
+    identity: &Identity,
+    ca: &CaCert,
+) -> Result<(), WireError> {
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(ca)?)
+        .with_client_auth_cert(vec![identity.cert_der().clone()], identity.private_key())?;
+    client.set_default_client_config(client_config(tls)?);
+    if let Some((server, client_auth)) = server {
+        server.set_server_config(Some(server_config(identity, ca, client_auth)?));
+    }
+    Ok(())
+}
+
+/// The server side of an endpoint presenting `identity`.
+fn server_config(
+    identity: &Identity,
+    ca: &CaCert,
+    client_auth: ClientAuth,
+) -> Result<quinn::ServerConfig, WireError> {
     let provider = provider();
     let mut verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider.clone());
@@ -70,7 +100,7 @@ pub fn server_endpoint(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
     config.transport_config(transport());
-    Endpoint::server(config, bind).map_err(|source| WireError::Bind { addr: bind, source })
+    Ok(config)
 }
 
 /// A QUIC client on `bind` (port 0 for any) that trusts servers whose certificates chain
@@ -107,15 +137,21 @@ pub async fn connect(
 /// A client endpoint from a finished TLS configuration (ALPN and transport added here).
 pub(crate) fn client_endpoint_with(
     bind: SocketAddr,
-    mut tls: rustls::ClientConfig,
+    tls: rustls::ClientConfig,
 ) -> Result<Endpoint, WireError> {
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-    config.transport_config(transport());
+    let config = client_config(tls)?;
     let mut endpoint =
         Endpoint::client(bind).map_err(|source| WireError::Bind { addr: bind, source })?;
     endpoint.set_default_client_config(config);
     Ok(endpoint)
+}
+
+/// The client side of an endpoint with `tls`.
+fn client_config(mut tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, WireError> {
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
+    config.transport_config(transport());
+    Ok(config)
 }
 
 /// The cryptography every endpoint uses: ring.

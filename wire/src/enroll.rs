@@ -20,13 +20,15 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::ca::{CaCert, FleetCa, Identity, CLOCK_SKEW};
+use super::ca::{validity_of, CaCert, Fingerprint, FleetCa, Identity, CLOCK_SKEW};
 use super::endpoint::{client_endpoint_with, connect, provider};
 use super::error::WireError;
 use super::frame;
 use super::pin::PinnedCa;
 use super::role::{PeerId, Role, CONTROLLER_SERVER_NAME};
 use super::token::{Binding, Claims, Token, TokenSecret};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 /// How long an enrolment may take, on either side, from connecting to the answer.
 pub const ENROL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,6 +107,17 @@ impl Enrolment {
     }
 }
 
+/// A certificate the enroller renewed (the key stays with the node).
+#[derive(Debug, Clone)]
+pub struct Renewed {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// Its fingerprint, which the controller records.
+    pub fingerprint: Fingerprint,
+    /// When it expires.
+    pub expires: SystemTime,
+}
+
 /// A certificate the enroller made for a verified join token.
 #[derive(Debug)]
 pub struct Issued {
@@ -166,6 +179,23 @@ impl Enroller {
             binding,
             &self.secret,
         )
+    }
+
+    /// Renews `peer`'s certificate for the key of `csr_pem` (see
+    /// [`crate::PendingRenewal`]), valid for this enroller's validity.
+    pub fn renew(&self, peer: &PeerId, csr_pem: &str) -> Result<Renewed, WireError> {
+        let cert_pem = self.ca.renew(peer, csr_pem, self.validity)?;
+        let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|source| {
+            WireError::Pem {
+                what: "the renewed certificate".into(),
+                source,
+            }
+        })?;
+        Ok(Renewed {
+            fingerprint: Fingerprint::of(der.as_ref()),
+            expires: validity_of(der.as_ref())?.1,
+            cert_pem,
+        })
     }
 
     /// Decides a request at `now`: verifies the token (and the name it is

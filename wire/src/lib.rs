@@ -28,6 +28,7 @@ pub mod messages;
 mod peer;
 mod pin;
 pub mod proxy_v2;
+mod renew;
 mod role;
 mod token;
 pub mod trust;
@@ -52,14 +53,15 @@ pub use ca::{
     CaCert, Fingerprint, FleetCa, Identity, CA_CERT_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE,
 };
 pub use endpoint::{
-    client_endpoint, connect, server_endpoint, ClientAuth, ALPN, IDLE_TIMEOUT, KEEP_ALIVE,
-    MAX_STREAMS,
+    client_endpoint, connect, server_endpoint, use_identity, ClientAuth, ALPN, IDLE_TIMEOUT,
+    KEEP_ALIVE, MAX_STREAMS,
 };
 pub use enroll::{
     enroll, node_identity, EnrollRequest, EnrollResponse, Enroller, Enrolment, Issued, JoinGate,
-    NodeError, ENROL_TIMEOUT,
+    NodeError, Renewed, ENROL_TIMEOUT,
 };
 pub use error::WireError;
 pub use peer::{peer_fingerprint, peer_id_from_cert, peer_of, require_peer};
+pub use renew::{Credentials, PendingRenewal};
 pub use role::{validate_name, NameError, PeerId, Role, CONTROLLER_SERVER_NAME};
 pub use token::{Binding, Claims, Token, TokenSecret, TOKEN_SECRET_FILE};

@@ -66,6 +66,11 @@ pub enum HostMessage {
         /// The lines.
         lines: Vec<LogLine>,
     },
+    /// Its certificate is due for renewal: a request (PEM) for a new key.
+    Renew {
+        /// The certificate request.
+        csr_pem: String,
+    },
 }
 
 /// One line an app wrote.
@@ -151,6 +156,11 @@ pub enum ControllerMessage {
         /// Volume ID.
         id: VolumeId,
     },
+    /// The renewed certificate (PEM) for the key of the host's `Renew`.
+    Renewed {
+        /// The certificate.
+        cert_pem: String,
+    },
     /// The edge's routing table changed.
     Routes {
         /// Every endpoint and its healthy backends.
@@ -208,6 +218,11 @@ pub enum EdgeMessage {
     Stats {
         /// One entry per endpoint the edge knows.
         endpoints: Vec<EndpointStats>,
+    },
+    /// Its certificate is due for renewal: a request (PEM) for a new key.
+    Renew {
+        /// The certificate request.
+        csr_pem: String,
     },
 }
 

@@ -255,6 +255,46 @@ impl Controller {
         decide_session(role, name, fingerprint, record.as_ref())
     }
 
+    /// Records `role`/`name`'s renewed certificate (`fingerprint`, expiring
+    /// at `expires`): it is the one its sessions are accepted from now on.
+    /// `node.renewed`. A revoked node is not renewed.
+    pub fn renewed_node(
+        &mut self,
+        role: Role,
+        name: &str,
+        (fingerprint, expires): (&str, Millis),
+        now: Millis,
+    ) -> Result<(), SessionRefusal> {
+        let record = self.node_record(role, name).ok();
+        let mut record = match record {
+            Some(r) if r.revoked.is_none() => r,
+            Some(_) => {
+                return Err(SessionRefusal::Revoked {
+                    role,
+                    name: name.to_string(),
+                })
+            }
+            None => {
+                return Err(SessionRefusal::NotEnrolled {
+                    role,
+                    name: name.to_string(),
+                })
+            }
+        };
+        record.fingerprint = fingerprint.to_string();
+        record.expires = expires;
+        self.journal.put(node_key(role, name), &record);
+        self.journal.emit(
+            Event::new(
+                kind::NODE_RENEWED,
+                now,
+                format!("{role} {name} renewed its certificate"),
+            )
+            .host(name),
+        );
+        Ok(())
+    }
+
     /// Revokes a node: its sessions are refused from now on (the daemon
     /// ends the open one). `node.revoked`.
     pub fn revoke_node(&mut self, role: Role, name: &str, now: Millis) -> Result<(), NoSuchNode> {

@@ -120,7 +120,7 @@ pub async fn run(
     let enroller = Arc::new(vt_wire::Enroller::new(
         ca,
         secret,
-        Duration::from_secs(365 * 24 * 3600),
+        Duration::from_millis(settings.node_cert_validity_ms),
     ));
 
     let git = tokio::spawn(git_task(shared.clone(), source).instrument(info_span!("git")));

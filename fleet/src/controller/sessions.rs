@@ -38,11 +38,15 @@ pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint, enroller: Arc
                     Ok(Some(peer)) if !enrolled(&shared, &conn, &peer) => return,
                     Ok(Some(peer)) if peer.role == Role::Host => {
                         let span = info_span!("host", host = %peer.name);
-                        host_session(&shared, &conn, &peer).instrument(span).await
+                        host_session(&shared, &enroller, &conn, &peer)
+                            .instrument(span)
+                            .await
                     }
                     Ok(Some(peer)) if peer.role == Role::Edge => {
                         let span = info_span!("edge", edge = %peer.name);
-                        edge_session(&shared, &conn, &peer).instrument(span).await
+                        edge_session(&shared, &enroller, &conn, &peer)
+                            .instrument(span)
+                            .await
                     }
                     Ok(Some(peer)) => Err(WireError::RoleNotAllowed { peer }),
                     Err(e) => Err(e),
@@ -77,12 +81,44 @@ fn enrolled(shared: &Shared, conn: &quinn::Connection, peer: &PeerId) -> bool {
     }
 }
 
+/// Renews `peer`'s certificate for the key of `csr_pem` and records it as
+/// the one its sessions are accepted from; a revoked or removed node gets
+/// none (its session ends).
+fn renew(
+    shared: &Shared,
+    enroller: &Enroller,
+    peer: &PeerId,
+    csr_pem: &str,
+) -> Result<String, WireError> {
+    let renewed = enroller.renew(peer, csr_pem)?;
+    let expires = renewed
+        .expires
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut controller = shared.lock();
+    let recorded = controller.renewed_node(
+        peer.role,
+        &peer.name,
+        (&renewed.fingerprint.to_string(), expires),
+        now(),
+    );
+    shared.commit(&mut controller);
+    match recorded {
+        Ok(()) => {
+            info!(role = %peer.role, name = %peer.name, "renewed a certificate");
+            Ok(renewed.cert_pem)
+        }
+        Err(refusal) => Err(WireError::JoinRefused(refusal.to_string())),
+    }
+}
+
 /// The QUIC close code of a refused session (not enrolled, revoked).
 pub const REFUSED: u32 = 3;
 
 /// One host's session: registration, then reports in and assignments out.
 async fn host_session(
     shared: &Shared,
+    enroller: &Enroller,
     conn: &quinn::Connection,
     peer: &PeerId,
 ) -> Result<(), WireError> {
@@ -126,7 +162,7 @@ async fn host_session(
             }
         }
     });
-    let result = host_loop(shared, &mut send, &mut messages, peer).await;
+    let result = host_loop(shared, enroller, &mut send, &mut messages, peer).await;
     reader.abort();
     shared.forget_conn(Role::Host, &peer.name, conn);
     result
@@ -134,6 +170,7 @@ async fn host_session(
 
 async fn host_loop(
     shared: &Shared,
+    enroller: &Enroller,
     send: &mut quinn::SendStream,
     messages: &mut tokio::sync::mpsc::Receiver<Result<Option<HostMessage>, WireError>>,
     peer: &PeerId,
@@ -184,6 +221,10 @@ async fn host_loop(
                     }
                 }
                 Some(HostMessage::Register(_)) => return Err(WireError::NoMessage),
+                Some(HostMessage::Renew { csr_pem }) => {
+                    let cert_pem = renew(shared, enroller, peer, &csr_pem)?;
+                    frame::send(send, &ControllerMessage::Renewed { cert_pem }).await?;
+                }
                 None => {
                     info!("host closed its session");
                     return Ok(());
@@ -202,6 +243,7 @@ async fn host_loop(
 /// edge serves (listeners, connections, bytes) in.
 async fn edge_session(
     shared: &Shared,
+    enroller: &Enroller,
     conn: &quinn::Connection,
     peer: &PeerId,
 ) -> Result<(), WireError> {
@@ -233,7 +275,7 @@ async fn edge_session(
             }
         }
     });
-    let result = edge_loop(shared, &mut send, &mut messages, peer).await;
+    let result = edge_loop(shared, enroller, &mut send, &mut messages, peer).await;
     reader.abort();
     shared.forget_conn(Role::Edge, &peer.name, conn);
     let mut controller = shared.lock();
@@ -244,6 +286,7 @@ async fn edge_session(
 
 async fn edge_loop(
     shared: &Shared,
+    enroller: &Enroller,
     send: &mut quinn::SendStream,
     messages: &mut tokio::sync::mpsc::Receiver<Result<Option<EdgeMessage>, WireError>>,
     peer: &PeerId,
@@ -271,6 +314,10 @@ async fn edge_loop(
                     }
                 }
                 Some(EdgeMessage::Hello { .. }) => return Err(WireError::NoMessage),
+                Some(EdgeMessage::Renew { csr_pem }) => {
+                    let cert_pem = renew(shared, enroller, peer, &csr_pem)?;
+                    frame::send(send, &ControllerMessage::Renewed { cert_pem }).await?;
+                }
                 None => {
                     info!("edge closed its session");
                     return Ok(());

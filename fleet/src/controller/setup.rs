@@ -98,6 +98,15 @@ pub struct Settings {
     /// How the API is served: HTTPS by default.
     #[serde(default, skip_serializing_if = "ApiTls::is_default")]
     pub api_tls: ApiTls,
+    /// How long a host's or an edge's certificate is valid, milliseconds;
+    /// nodes renew theirs over their session with a third of it left.
+    #[serde(default = "default_node_cert_validity")]
+    pub node_cert_validity_ms: u64,
+}
+
+/// Seven days: a stolen certificate is worth little for long.
+fn default_node_cert_validity() -> u64 {
+    7 * 24 * 3_600_000
 }
 
 /// How the API is served: HTTPS with a certificate from the fleet CA (the
@@ -151,6 +160,7 @@ impl std::fmt::Debug for Settings {
             .field("ipv4_pool", &self.ipv4_pool)
             .field("git_credential_helper", &self.git_credential_helper)
             .field("api_tls", &self.api_tls)
+            .field("node_cert_validity_ms", &self.node_cert_validity_ms)
             .finish()
     }
 }
@@ -269,6 +279,7 @@ pub fn init(
         ipv4_pool: None,
         git_credential_helper: None,
         api_tls: ApiTls::default(),
+        node_cert_validity_ms: default_node_cert_validity(),
     };
     write_private(&dir.join(SETTINGS_FILE), &settings_json(dir, &settings)?)?;
     made.keep();
