@@ -85,6 +85,8 @@ pub mod kind {
     pub const NODE_REMOVED: &str = "node.removed";
     /// A mutating API call, or an exec, was made (who, what, outcome, how long).
     pub const AUDIT_CALL: &str = "audit.call";
+    /// An exec session ended (who, which instance, the command, how long, its exit).
+    pub const AUDIT_EXEC: &str = "audit.exec";
     /// An API call was refused: no, a wrong or a revoked token, or too little capability.
     pub const AUDIT_DENIED: &str = "audit.denied";
     /// An API token was created.

@@ -335,6 +335,17 @@ fn interactive_sessions(controller: &Controller, token: &str) {
         "the new size reached the guest: {out:?}"
     );
     assert!(out.contains("42"), "{out:?}");
+
+    // Every session is in the audit trail: who, which instance, how it ended.
+    let audit = controller
+        .json(&["events", "--kind", "audit.exec"])
+        .to_string();
+    assert!(
+        audit.contains("exit 3")
+            && audit.contains("hung up")
+            && audit.contains("\"token\":\"fleet\""),
+        "{audit}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

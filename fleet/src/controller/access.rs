@@ -114,6 +114,35 @@ fn audit(shared: &Shared, event: Event) {
     shared.commit(&mut controller);
 }
 
+/// Records an exec session (`audit.exec`): who, which instance, what, how
+/// long, how it ended.
+pub fn audit_exec(
+    shared: &Shared,
+    grant: &Grant,
+    instance: &str,
+    argv: &[String],
+    outcome: &str,
+    started: std::time::Instant,
+) {
+    let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    audit(
+        shared,
+        Event::new(
+            kind::AUDIT_EXEC,
+            now(),
+            format!(
+                "exec in {instance} by token {}: {} ({outcome}, {millis} ms)",
+                grant.token,
+                argv.first().map_or("", String::as_str)
+            ),
+        )
+        .fields(serde_json::json!({
+            "token": grant.token, "instance": instance, "argv": argv,
+            "outcome": outcome, "duration_ms": millis,
+        })),
+    );
+}
+
 /// The middleware of a route needing `need`: see the module's text.
 pub async fn authorize(
     State((shared, need)): State<(Arc<Shared>, Capability)>,

@@ -602,6 +602,7 @@ async fn exec(
             }
         }
     };
+    let started = std::time::Instant::now();
     let result = tokio::time::timeout(EXEC_TIMEOUT, run)
         .await
         .map_err(|_| {
@@ -614,6 +615,12 @@ async fn exec(
                 ),
             )
         })??;
+    let outcome = match (result.code, result.signal) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => "ended".to_string(),
+    };
+    crate::controller::access::audit_exec(&shared, &grant, &instance, &req.argv, &outcome, started);
     Ok(Json(result))
 }
 

@@ -259,8 +259,13 @@ pub async fn attach(
                 rows: q.rows,
                 interactive: true,
             };
-            bridge(socket, conn, command, host).await;
-            info!(%instance, "exec session ended");
+            let argv = command.argv.clone();
+            let started = std::time::Instant::now();
+            let outcome = bridge(socket, conn, command, host).await;
+            info!(%instance, %outcome, "exec session ended");
+            crate::controller::access::audit_exec(
+                &shared, &grant, &instance, &argv, &outcome, started,
+            );
         })
         .into_response())
 }
@@ -280,13 +285,14 @@ fn error(code: ErrorCode, message: impl Into<String>) -> End {
     })
 }
 
-/// Carries the session both ways until the process exits or either side goes away.
+/// Carries the session both ways until the process exits or either side
+/// goes away; says how it ended, for the audit.
 async fn bridge(
     mut socket: WebSocket,
     conn: quinn::Connection,
     command: ExecCommand,
     host: String,
-) {
+) -> String {
     let unreachable = |e: &dyn std::error::Error| {
         error(
             ErrorCode::HostUnreachable,
@@ -307,7 +313,7 @@ async fn bridge(
     };
     if send_json(&mut socket, &started).await.is_err() {
         let _ = send.finish();
-        return;
+        return End::HungUp.outcome();
     }
     // The host's events are read by a task: `frame::recv` is not cancel-safe.
     let (events_tx, mut events) = tokio::sync::mpsc::channel(16);
@@ -364,13 +370,34 @@ async fn bridge(
     // Ending the stream hangs the session up if it still runs.
     let _ = send.finish();
     reader.abort();
+    let outcome = end.outcome();
     if let End::Tell(_) = end {
         finish(socket, end).await;
     }
+    outcome
 }
 
-/// Sends the last message and closes the WebSocket.
-async fn finish(mut socket: WebSocket, end: End) {
+impl End {
+    /// How the session ended, in words: `exit 3`, `signal 9`, `hung up`, `error: …`.
+    fn outcome(&self) -> String {
+        match self {
+            End::HungUp => "hung up".into(),
+            End::Tell(ServerMessage::Exited {
+                code: Some(code), ..
+            }) => format!("exit {code}"),
+            End::Tell(ServerMessage::Exited {
+                signal: Some(signal),
+                ..
+            }) => format!("signal {signal}"),
+            End::Tell(ServerMessage::Error { message, .. }) => format!("error: {message}"),
+            End::Tell(_) => "ended".into(),
+        }
+    }
+}
+
+/// Sends the last message and closes the WebSocket; says how it ended.
+async fn finish(mut socket: WebSocket, end: End) -> String {
+    let outcome = end.outcome();
     if let End::Tell(message) = end {
         let _ = send_json(&mut socket, &message).await;
     }
@@ -380,6 +407,7 @@ async fn finish(mut socket: WebSocket, end: End) {
             reason: "".into(),
         })))
         .await;
+    outcome
 }
 
 async fn send_json(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), axum::Error> {
