@@ -3,7 +3,7 @@
 # what is missing, so it is cheap to run before every `just test`.
 set -euo pipefail
 
-packages=(git pkg-config curl qemu-system-x86 e2fsprogs lz4 cpio busybox-static iproute2 nftables file docker-registry umoci skopeo haproxy openssh-client openssh-server nginx-light fcgiwrap)
+packages=(git pkg-config curl qemu-system-x86 e2fsprogs lz4 cpio busybox-static iproute2 nftables file docker-registry umoci skopeo haproxy openssh-client openssh-server nginx-light fcgiwrap apache2-utils)
 
 missing=()
 for p in "${packages[@]}"; do

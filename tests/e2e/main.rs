@@ -20,6 +20,7 @@ mod host_loss;
 mod isolation;
 mod joins;
 mod microvm;
+mod registry_tls;
 mod rejected;
 mod releases;
 mod restart;

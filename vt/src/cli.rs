@@ -552,6 +552,10 @@ pub enum HostCommand {
         /// connections (it gets no new ones meanwhile).
         #[arg(long, default_value = "30s")]
         drain_timeout: String,
+        /// A CA bundle (PEM) registries' certificates are checked with, besides the
+        /// system's roots (a private registry). Credentials: `$DOCKER_CONFIG/config.json`.
+        #[arg(long, env = "VT_REGISTRY_CA", value_name = "FILE")]
+        registry_ca: Option<PathBuf>,
     },
 }
 

@@ -115,6 +115,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             sim_boot,
             tunnel,
             drain_timeout,
+            registry_ca,
         }) => {
             let (controller, name) =
                 fleet::node_target(*controller, name.as_deref(), token.as_deref())?;
@@ -124,6 +125,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 accel: *accel,
                 sim_boot,
                 drain_timeout,
+                registry_ca: registry_ca.as_deref(),
             };
             fleet::host(controller, token.clone(), registration, state_dir, choice)
         }

@@ -143,6 +143,8 @@ error_codes! {
     GitHostKey => "E_GIT_HOST_KEY",
     /// An image cannot be resolved, built or pushed.
     Image => "E_IMAGE",
+    /// A registry's TLS certificate cannot be verified (its CA not given to the host).
+    ImageTls => "E_IMAGE_TLS",
     /// `--timeout` passed before the rollout finished (exit 6).
     Timeout => "E_TIMEOUT",
     /// The commit was rejected or its rollout halted (exit 7).

@@ -351,7 +351,7 @@ pub fn build_index(layout: &Path, tag: &str, images: &[&BuiltImage]) -> io::Resu
 /// stay the same. Returns the pushed document's digest.
 pub async fn push(layout: &Path, tag: &str, target: &str) -> io::Result<Digest> {
     let reference = parse_reference(target).map_err(io::Error::other)?;
-    let client = client_for(reference.resolve_registry());
+    let client = client_for(reference.resolve_registry(), None);
     let auth = RegistryAuth::Anonymous;
     client
         .store_auth_if_needed(reference.resolve_registry(), &auth)

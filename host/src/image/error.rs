@@ -26,6 +26,18 @@ pub enum ImageError {
         /// As given.
         reference: String,
     },
+    /// The registry's TLS certificate cannot be verified (a private CA the
+    /// host was not given, a self-signed certificate).
+    #[error(
+        "cannot verify the TLS certificate of the registry of {reference} [E_IMAGE_TLS]: {message}; \
+         give the host the registry's CA (`vt host run --registry-ca FILE`)"
+    )]
+    Tls {
+        /// As given.
+        reference: String,
+        /// What the TLS layer said.
+        message: String,
+    },
     /// The registry wants (other) credentials.
     #[error("the registry refused access to {reference}: check the credentials for it")]
     Unauthorized {

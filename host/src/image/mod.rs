@@ -62,6 +62,9 @@ use tracing::{debug, info};
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     dir: PathBuf,
+    /// CA certificates (PEM) registries are checked with, besides the
+    /// system's roots.
+    registry_ca: Option<Vec<u8>>,
 }
 
 /// What a reference names right now.
@@ -156,7 +159,17 @@ impl ImageStore {
     /// A store in `dir` (the host state directory's `images/`); created on
     /// first write.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            registry_ca: None,
+        }
+    }
+
+    /// The same store, checking registries' certificates against the CA
+    /// bundle `pem` too (a private registry).
+    pub fn with_registry_ca(mut self, pem: Vec<u8>) -> Self {
+        self.registry_ca = Some(pem);
+        self
     }
 
     /// The store's directory.
@@ -261,7 +274,7 @@ impl ImageStore {
     /// Resolves `reference` (tag or digest) to the digest of its linux/amd64
     /// image manifest, fetching the manifest (and index) but storing nothing.
     pub async fn resolve(&self, reference: &str, auth: &Auth) -> Result<ResolvedImage> {
-        let remote = Remote::new(reference, auth)?;
+        let remote = Remote::new(reference, auth, self.registry_ca.as_deref())?;
         Ok(self.resolve_remote(&remote).await?.0)
     }
 
@@ -302,7 +315,7 @@ impl ImageStore {
     /// layer not already stored, verifying each against its digest and
     /// size, and stores the manifest last.
     pub async fn pull(&self, reference: &str, auth: &Auth) -> Result<Image> {
-        let remote = Remote::new(reference, auth)?;
+        let remote = Remote::new(reference, auth, self.registry_ca.as_deref())?;
         let (resolved, bytes, manifest) = self.resolve_remote(&remote).await?;
         check_layers(&manifest)?;
         self.ensure_dirs()?;

@@ -5,7 +5,7 @@ use super::digest::{Digest, Hashing};
 use super::error::{io, ImageError, Result};
 use super::spec::MANIFEST_MEDIA_TYPES;
 use base64::Engine as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -158,8 +158,9 @@ pub fn parse_reference(reference: &str) -> Result<Reference> {
 }
 
 /// An oci-client for `registry`: HTTP for loopback, HTTPS (rustls with
-/// ring, system roots) otherwise.
-pub(crate) fn client_for(registry: &str) -> Client {
+/// ring, the system's roots and the CA bundle `ca`, if given) otherwise;
+/// certificates are always verified.
+pub(crate) fn client_for(registry: &str, ca: Option<&[u8]>) -> Client {
     // reqwest is built without a default crypto provider; use the same ring
     // provider as the rest of vt. An error means one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -173,8 +174,45 @@ pub(crate) fn client_for(registry: &str) -> Client {
         platform_resolver: None,
         connect_timeout: Some(Duration::from_secs(10)),
         read_timeout: Some(Duration::from_secs(60)),
+        extra_root_certificates: ca
+            .map(|pem| Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem.to_vec(),
+            })
+            .into_iter()
+            .collect(),
         ..ClientConfig::default()
     })
+}
+
+/// The error and its causes in one line.
+fn tls_reason(e: &OciDistributionError) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message = cause.to_string();
+        source = cause.source();
+    }
+    message
+}
+
+/// Whether a registry failure is the TLS layer refusing its certificate.
+fn is_tls_failure(e: &OciDistributionError) -> bool {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    [
+        "invalid peer certificate",
+        "UnknownIssuer",
+        "certificate verify",
+        "self-signed",
+        "self signed",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 /// Maps an oci-client error to ours, recognising "not found",
@@ -221,6 +259,10 @@ pub(crate) fn registry_error(reference: &str, e: OciDistributionError) -> ImageE
                 Err(e) => ImageError::InvalidDigest(e),
             }
         }
+        other if is_tls_failure(&other) => ImageError::Tls {
+            reference: reference.to_owned(),
+            message: tls_reason(&other),
+        },
         other => ImageError::Registry {
             reference: reference.to_owned(),
             source: Box::new(other),
@@ -238,11 +280,11 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    pub(crate) fn new(reference: &str, auth: &Auth) -> Result<Self> {
+    pub(crate) fn new(reference: &str, auth: &Auth, ca: Option<&[u8]>) -> Result<Self> {
         let parsed = parse_reference(reference)?;
         let registry = parsed.resolve_registry().to_owned();
         Ok(Self {
-            client: client_for(&registry),
+            client: client_for(&registry, ca),
             auth: auth.for_registry(&registry)?,
             reference: parsed,
             display: reference.to_owned(),

@@ -85,6 +85,11 @@ impl Registry {
         self.registry.addr().to_string()
     }
 
+    /// Where it keeps its repositories (another registry can serve them too).
+    pub fn storage(&self) -> PathBuf {
+        self.registry.storage()
+    }
+
     /// `127.0.0.1:PORT/<name>`.
     pub fn reference(&self, name: &str) -> String {
         format!("{}/{name}", self.registry.addr())

@@ -75,6 +75,17 @@ pub fn publish(
 /// Starts `vt host run --runtime microvm --accel auto` named `h1` with 2 cpu
 /// and 2Gi, enrolled with a fresh token, plus `extra` arguments.
 pub fn start_host(sb: &Sandbox, fleet: &FleetDir, controller: &Controller, extra: &[&str]) -> Proc {
+    start_host_with(sb, fleet, controller, extra, &[])
+}
+
+/// [`start_host`] with more environment variables (`DOCKER_CONFIG`).
+pub fn start_host_with(
+    sb: &Sandbox,
+    fleet: &FleetDir,
+    controller: &Controller,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> Proc {
     let token = fleet.join_token("host", "10m");
     let quic = controller.quic.to_string();
     let host_dir = sb.path().join("h1").display().to_string();
@@ -101,6 +112,7 @@ pub fn start_host(sb: &Sandbox, fleet: &FleetDir, controller: &Controller, extra
         "auto",
     ];
     args.extend_from_slice(extra);
-    sb.env()
-        .spawn_vt_with("h1", Path::new("/"), &args, &[("VT_GUEST_DIR", &guest)])
+    let mut all = vec![("VT_GUEST_DIR", guest.as_str())];
+    all.extend_from_slice(vars);
+    sb.env().spawn_vt_with("h1", Path::new("/"), &args, &all)
 }

@@ -45,6 +45,11 @@ pub struct TestCa {
 impl TestCa {
     /// Makes the CA and the server certificate in `dir`.
     pub fn new(dir: &Path) -> TestCa {
+        TestCa::for_addresses(dir, &[[127, 0, 0, 1].into()])
+    }
+
+    /// Makes the CA and a server certificate for `localhost` and `addresses`.
+    pub fn for_addresses(dir: &Path, addresses: &[std::net::IpAddr]) -> TestCa {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
         std::fs::create_dir_all(dir).expect("create the CA directory");
         let ca_key = KeyPair::generate().expect("CA key");
@@ -57,7 +62,7 @@ impl TestCa {
         let mut server = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
         server
             .subject_alt_names
-            .push(SanType::IpAddress([127, 0, 0, 1].into()));
+            .extend(addresses.iter().map(|ip| SanType::IpAddress(*ip)));
         let cert = server.signed_by(&key, &issuer).expect("sign the server");
         let files = TestCa {
             ca: dir.join("ca.pem"),

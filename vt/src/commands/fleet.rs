@@ -297,6 +297,32 @@ pub struct RuntimeChoice<'a> {
     pub sim_boot: &'a str,
     /// How long stopped instances keep their endpoint connections.
     pub drain_timeout: &'a str,
+    /// A CA bundle registries are checked with, besides the system's roots.
+    pub registry_ca: Option<&'a Path>,
+}
+
+/// The image store, checking registries against `registry_ca` too.
+fn images(state_dir: &Path, registry_ca: Option<&Path>) -> Result<ImageStore, CliError> {
+    let store = ImageStore::new(state_dir.join("images"));
+    let Some(ca) = registry_ca else {
+        return Ok(store);
+    };
+    // Refused now, not at the first pull: it must hold certificates.
+    vt_wire::trust::read_bundle(ca).map_err(|e| {
+        CliError::new(
+            Exit::Usage,
+            ErrorCode::Usage,
+            format!("--registry-ca: {}", chain(&e)),
+        )
+    })?;
+    let pem = std::fs::read(ca).map_err(|e| {
+        CliError::new(
+            Exit::Failure,
+            ErrorCode::Io,
+            format!("--registry-ca {}: {e}", ca.display()),
+        )
+    })?;
+    Ok(store.with_registry_ca(pem))
 }
 
 fn accel(choice: AccelChoice, state_dir: &Path, qemu: &Path, guest: &GuestArtifacts) -> Accel {
@@ -363,7 +389,7 @@ pub fn host(
                 guest,
                 qemu,
                 accel,
-                images: ImageStore::new(state_dir.join("images")),
+                images: images(state_dir, choice.registry_ca)?,
                 auth: Auth::from_environment(),
                 orgs: Default::default(),
             };
