@@ -16,6 +16,7 @@ mod edge;
 mod faults;
 mod git_history;
 mod git_remote;
+mod guest_isolation;
 mod host_loss;
 mod isolation;
 mod joins;
