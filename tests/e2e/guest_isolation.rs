@@ -76,7 +76,7 @@ fn a_guest_can_neither_spoof_its_source_address_nor_reach_the_host() {
     repo.commit("two instances");
     let fleet = FleetDir::init(&sb, "fleet", &repo.path().display().to_string());
     let controller = fleet.start();
-    let _host = start_host(&sb, &fleet, &controller, &[]);
+    let mut host = start_host(&sb, &fleet, &controller, &[]);
     let both = wait_until("two healthy instances", BOOT, || {
         let up = healthy(&controller);
         (up.len() == 2).then_some(up)
@@ -142,4 +142,6 @@ fn a_guest_can_neither_spoof_its_source_address_nor_reach_the_host() {
         counter("spoofed") >= spoofed + 3,
         "the spoofed packets are counted: {out}"
     );
+    // Stopped, not killed: its VMs stop with it.
+    host.terminate(Duration::from_secs(40));
 }

@@ -161,7 +161,7 @@ fn a_tls_registry_with_basic_auth_is_pulled_from_only_with_its_ca_and_credential
 
     // With the CA: pulled, verified, booted, serving.
     let ca = tls.ca.display().to_string();
-    let _h1 = start_host_with(
+    let mut h1 = start_host_with(
         &sb,
         &fleet,
         &controller,
@@ -178,6 +178,8 @@ fn a_tls_registry_with_basic_auth_is_pulled_from_only_with_its_ca_and_credential
             .starts_with("sha256:"),
         "{healthy}"
     );
+    // Stopped, not killed: its VMs stop with it.
+    h1.terminate(Duration::from_secs(40));
 }
 
 /// `user:password` in base64, as docker's config.json keeps it.
