@@ -213,6 +213,9 @@ fn endpoints_reach_microvms_through_the_edge() {
     fleet.set("endpoint_prefix", json!(net.endpoint_prefix));
     let mut settings = fleet.settings();
     settings["ipv4_pool"] = json!(net.ipv4_pool);
+    // Twenty-second certificates: the host and the edge renew theirs every
+    // ~13 s while traffic flows, and tunnels carry on with the new ones.
+    settings["node_cert_validity_ms"] = json!(20_000);
     std::fs::write(
         fleet.dir().join("fleet.json"),
         serde_json::to_string_pretty(&settings).expect("json"),
@@ -476,6 +479,21 @@ fn endpoints_reach_microvms_through_the_edge() {
         events.contains("endpoint echo of edgeco/shop/web/prod left the repository"),
         "{events}"
     );
+    let renewed = controller
+        .cli_plain(&["events", "--kind", "node.renewed"])
+        .ok()
+        .stdout;
+    assert!(
+        renewed.contains("edge e1 renewed") && renewed.contains("host h1 renewed"),
+        "{renewed}"
+    );
+
+    // Revoked: its session with the controller ends at once, and it is refused from then on.
+    let revoked = controller.json(&["edges", "revoke", "e1"]);
+    assert_eq!(revoked["session_ended"], true, "{revoked}");
+    wait_until("the edge's session ends", Duration::from_secs(2), || {
+        edge.stderr().contains("edge e1 was revoked").then_some(())
+    });
     drop(edge);
     // SIGTERM: the agent stops its VMs before it exits.
     host.terminate(Duration::from_secs(40));
