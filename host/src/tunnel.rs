@@ -57,8 +57,7 @@ pub struct Targets {
 pub fn endpoint_ports(spec: &EffectiveSpec) -> BTreeSet<u16> {
     spec.endpoints
         .iter()
-        .filter_map(|e| spec.ports.iter().find(|p| p.name == e.target))
-        .map(|p| p.port)
+        .filter_map(|e| spec.port_number(&e.target))
         .collect()
 }
 

@@ -49,6 +49,13 @@ pub struct EffectiveSpec {
     pub rollout: RolloutPolicy,
 }
 
+impl EffectiveSpec {
+    /// The number of the app port named `name`, if the spec declares one.
+    pub fn port_number(&self, name: &str) -> Option<u16> {
+        self.ports.iter().find(|p| p.name == name).map(|p| p.port)
+    }
+}
+
 /// A secret file of the effective spec. Its `version` comes from the env's
 /// secrets file, so a new version of a secret is a new spec (a new release),
 /// and a commit restoring an old secrets file restores the old version.

@@ -37,6 +37,24 @@ pub mod tunnel;
 #[cfg(test)]
 mod testkit;
 
+/// Writes a file readable by its owner only, atomically (a private
+/// temporary file renamed over it), creating its directory if needed.
+pub fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<(), WireError> {
+    files::write(path, contents, files::Mode::Private)
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `bytes` random bytes, in hex (secrets and IDs).
+pub fn random_hex(bytes: usize) -> Result<String, WireError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(WireError::Random)?;
+    Ok(hex::encode(buf))
+}
+
 /// An error and its causes, joined with ": ".
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();

@@ -163,12 +163,7 @@ impl Controller {
                 continue;
             };
             for ep in &release.spec.endpoints {
-                let port = release
-                    .spec
-                    .ports
-                    .iter()
-                    .find(|p| p.name == ep.target)
-                    .map_or(0, |p| p.port);
+                let port = release.spec.port_number(&ep.target).unwrap_or(0);
                 let backends = self
                     .instances
                     .values()

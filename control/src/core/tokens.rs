@@ -111,14 +111,7 @@ pub fn check_token(
     now: Millis,
 ) -> Result<TokenRecord, TokenRefusal> {
     let record = record.ok_or(TokenRefusal::Unknown)?;
-    let given = hash_secret(secret);
-    let same = given.len() == record.hash.len()
-        && given
-            .bytes()
-            .zip(record.hash.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
+    if !vt_wire::constant_time_eq(hash_secret(secret).as_bytes(), record.hash.as_bytes()) {
         return Err(TokenRefusal::Unknown);
     }
     if record.revoked.is_some() {

@@ -20,6 +20,7 @@ use vt_control::core::{check_token, parse_token, Capability, TokenRefusal};
 use vt_plan::events::{kind, Event};
 use vt_wire::clock::now;
 use vt_wire::codes::ErrorCode;
+use vt_wire::constant_time_eq;
 
 /// The ID audit events name the fleet's bootstrap token by.
 pub const FLEET_TOKEN_ID: &str = "fleet";
@@ -102,16 +103,20 @@ pub fn still_granted(shared: &Shared, grant: &Grant) -> Result<(), String> {
     }
 }
 
-/// Compares two secrets in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Records an audit event.
 fn audit(shared: &Shared, event: Event) {
     let mut controller = shared.lock();
     controller.record(event);
     shared.commit(&mut controller);
+}
+
+/// How a command ended, in words: `exit 3`, `signal 9`, or `ended`.
+pub fn exit_outcome(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => "ended".to_string(),
+    }
 }
 
 /// Records an exec session (`audit.exec`): who, which instance, what, how

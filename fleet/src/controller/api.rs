@@ -17,7 +17,7 @@
 //! ([`vt_control::core::Controller::decide`]) and [`perform`] does the IO the
 //! decision names (the host's connection, the host's command and the wait).
 
-use crate::controller::access::{authorize, constant_time_eq, still_granted, Grant};
+use crate::controller::access::{authorize, still_granted, Grant};
 use crate::controller::perform::{perform, ApiError, NodeChange};
 use crate::controller::shared::Shared;
 use axum::extract::{Path, Query, State};
@@ -39,6 +39,7 @@ use vt_control::{endpoint_views, views};
 use vt_plan::events::{Event, EventFilter};
 use vt_wire::clock::now;
 use vt_wire::codes::ErrorCode;
+use vt_wire::constant_time_eq;
 use vt_wire::messages::LogLine;
 use vt_wire::Role;
 
@@ -615,11 +616,7 @@ async fn exec(
                 ),
             )
         })??;
-    let outcome = match (result.code, result.signal) {
-        (Some(code), _) => format!("exit {code}"),
-        (None, Some(signal)) => format!("signal {signal}"),
-        (None, None) => "ended".to_string(),
-    };
+    let outcome = crate::controller::access::exit_outcome(result.code, result.signal);
     crate::controller::access::audit_exec(&shared, &grant, &instance, &req.argv, &outcome, started);
     Ok(Json(result))
 }
@@ -714,15 +711,13 @@ pub struct CreatedToken {
 }
 
 fn random_hex(bytes: usize) -> Result<String, ApiError> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| {
+    vt_wire::random_hex(bytes).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Internal,
             e.to_string(),
         )
-    })?;
-    Ok(hex::encode(buf))
+    })
 }
 
 async fn create_token(

@@ -382,13 +382,9 @@ impl End {
     fn outcome(&self) -> String {
         match self {
             End::HungUp => "hung up".into(),
-            End::Tell(ServerMessage::Exited {
-                code: Some(code), ..
-            }) => format!("exit {code}"),
-            End::Tell(ServerMessage::Exited {
-                signal: Some(signal),
-                ..
-            }) => format!("signal {signal}"),
+            End::Tell(ServerMessage::Exited { code, signal }) => {
+                crate::controller::access::exit_outcome(*code, *signal)
+            }
             End::Tell(ServerMessage::Error { message, .. }) => format!("error: {message}"),
             End::Tell(_) => "ended".into(),
         }

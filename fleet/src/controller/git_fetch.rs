@@ -215,6 +215,9 @@ pub enum GitSetupError {
     /// The pieces do not fit the repository (a token for an SSH URL...).
     #[error("{0}")]
     Invalid(String),
+    /// A file of `STATE/git/` cannot be written.
+    #[error(transparent)]
+    Write(#[from] vt_wire::WireError),
     /// `ssh-keygen` failed to make the deploy key.
     #[error("cannot make a deploy key with ssh-keygen: {0}")]
     Keygen(String),
@@ -269,7 +272,7 @@ impl GitSetup {
                     ca.display()
                 )));
             }
-            write_private(&access.path(CA_FILE), &pem)?;
+            vt_wire::write_private(&access.path(CA_FILE), &pem)?;
         }
         if let Some((user, token)) = &self.token {
             let mut line = url::Url::parse(url)
@@ -280,11 +283,11 @@ impl GitSetup {
             line.set_username(user).map_err(bad)?;
             line.set_password(Some(token.trim())).map_err(bad)?;
             let text = format!("{}\n", line.as_str().trim_end_matches('/'));
-            write_private(&access.path(CREDENTIALS_FILE), text.as_bytes())?;
+            vt_wire::write_private(&access.path(CREDENTIALS_FILE), text.as_bytes())?;
         }
         if let Some(known) = &self.known_hosts {
             let text = std::fs::read(known).map_err(io(known))?;
-            write_private(&access.path(KNOWN_HOSTS_FILE), &text)?;
+            vt_wire::write_private(&access.path(KNOWN_HOSTS_FILE), &text)?;
         }
         if !ssh {
             return Ok(None);
@@ -293,29 +296,12 @@ impl GitSetup {
         match &self.ssh_key {
             Some(given) => {
                 let text = std::fs::read(given).map_err(io(given))?;
-                write_private(&key, &text)?;
+                vt_wire::write_private(&key, &text)?;
             }
             None => keygen(&key)?,
         }
         public_key(&key).map(Some)
     }
-}
-
-/// Writes a new private file (it must not exist).
-fn write_private(path: &Path, content: &[u8]) -> Result<(), GitSetupError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| GitSetupError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut file| file.write_all(content))
-        .map_err(io)
 }
 
 /// A new ed25519 key without a passphrase at `key` (and `key.pub`).

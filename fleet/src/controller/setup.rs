@@ -185,15 +185,6 @@ impl Settings {
     }
 }
 
-fn random_hex(bytes: usize) -> Result<String, SetupError> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| SetupError::Io {
-        path: PathBuf::from("/dev/urandom"),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    Ok(hex::encode(buf))
-}
-
 fn write_private(path: &Path, content: &str) -> Result<(), SetupError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -270,8 +261,8 @@ pub fn init(
         branch: branch.into(),
         quic,
         http,
-        api_token: format!("vta_{}", random_hex(24)?),
-        webhook_secret: random_hex(24)?,
+        api_token: format!("vta_{}", vt_wire::random_hex(24)?),
+        webhook_secret: vt_wire::random_hex(24)?,
         fetch_interval_ms: 5_000,
         poll_interval_ms: 30_000,
         lost_after_ms: 10_000,

@@ -232,12 +232,7 @@ async fn launch(
 /// checked port's number (0 when the port is not declared).
 fn health_target(a: &Assignment, address: Ipv6Addr) -> Option<(HealthCheck, Ipv6Addr, u16)> {
     let check = a.spec.health.clone()?;
-    let port = a
-        .spec
-        .ports
-        .iter()
-        .find(|port| port.name == check.port)
-        .map_or(0, |port| port.port);
+    let port = a.spec.port_number(&check.port).unwrap_or(0);
     Some((check, address, port))
 }
 

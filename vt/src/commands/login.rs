@@ -31,18 +31,8 @@ fn io_error(what: &Path) -> impl Fn(std::io::Error) -> CliError + '_ {
 
 /// Writes `content` to `path`, readable by the user only.
 fn write_private(path: &Path, content: &[u8]) -> Result<(), CliError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&temp);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .and_then(|mut f| f.write_all(content))
-        .and_then(|()| std::fs::rename(&temp, path))
-        .map_err(io_error(path))
+    vt_wire::write_private(path, content)
+        .map_err(|e| CliError::new(Exit::Failure, ErrorCode::Io, vt_wire::error_chain(&e)))
 }
 
 /// `vt login`.
