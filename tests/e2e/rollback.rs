@@ -483,4 +483,19 @@ fn rollback_opens_a_pull_request_on_a_forge_served_over_https_with_a_private_ca(
         "{out}"
     );
     assert!(received(request).path.ends_with("/pulls"));
+
+    // A request the forge finds invalid (422, GitHub's shape): its reasons.
+    let (url, request) = forge_over(
+        Some(&tls),
+        422,
+        json!({"message": "Validation Failed", "errors": [{"message": "A pull request already exists"}]}),
+    );
+    let out = to_github(&url, &["--forge-ca", &ca]);
+    assert_eq!(out.code, 1, "{out}");
+    let message = text(&out.json(), "message").to_string();
+    assert!(
+        message.contains("422") && message.contains("A pull request already exists"),
+        "{out}"
+    );
+    assert!(received(request).path.ends_with("/pulls"));
 }
